@@ -1,0 +1,50 @@
+"""tying: weight tying for PyTorch as a declared specification.
+
+A tie is a directional record ``source -> target`` (optionally through a transform) that
+:mod:`tying` keeps on the model, applies, verifies, writes into safetensors checkpoints and
+re-applies after anything that breaks object identity (meta-device materialisation,
+``load_state_dict(assign=True)``, ...). See ``docs/ties.md``.
+
+Weight tying shares one matrix between an LM's input embedding and output classifier
+(Press & Wolf 2017, arXiv 1608.05859; Inan et al. 2017, arXiv 1611.01462), between a
+translation model's source/target embeddings and its output layer, across layers (ALBERT), or
+transposed between an autoencoder's encoder and decoder.
+"""
+
+from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
+from tying.core import BrokenTie, TieReport, Transpose, retie, tie, tie_transposed, untie, verify
+from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
+from tying.errors import CheckpointError, TieError, TieVerificationError
+from tying.materialize import materialize
+from tying.spec import Tie, TieSpec, get_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BrokenTie",
+    "CheckpointError",
+    "CheckpointInfo",
+    "LoadResult",
+    "Summary",
+    "SummaryRow",
+    "Tie",
+    "TieError",
+    "TieGroup",
+    "TieMember",
+    "TieReport",
+    "TieSpec",
+    "TieVerificationError",
+    "Transpose",
+    "find_ties",
+    "get_spec",
+    "load",
+    "materialize",
+    "read_checkpoint",
+    "retie",
+    "save",
+    "summary",
+    "tie",
+    "tie_transposed",
+    "untie",
+    "verify",
+]

@@ -1,0 +1,102 @@
+"""Resolving dotted parameter paths to (owner module, attribute) with errors that say what is
+there instead and suggest the closest names."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+from tying.errors import TieError
+
+# ``a.b.parametrizations.weight.original`` (one tensor) or ``...original0`` (several).
+_PARAMETRIZED_KEY = re.compile(r"^(?:(?P<owner>.+)\.)?parametrizations\.(?P<name>[^.]+)\.original(?P<index>\d*)$")
+
+
+@dataclass
+class ParamRef:
+    """A parameter path resolved inside a model.
+
+    ``param`` is the registered ``nn.Parameter`` for a plain parameter, or the parametrization's
+    ``original`` for a parametrized tensor (then ``parametrized`` is true).
+    """
+
+    path: str
+    owner: nn.Module
+    name: str
+    param: nn.Parameter
+    parametrized: bool = False
+
+
+def logical_path(key: str, model: nn.Module) -> str:
+    """The path a user writes for a ``named_parameters``/``state_dict`` key: a single-tensor
+    parametrization's ``m.parametrizations.weight.original`` reads as ``m.weight``."""
+    match = _PARAMETRIZED_KEY.match(key)
+    if match is None or match.group("index"):
+        return key
+    owner = match.group("owner")
+    return f"{owner}.{match.group('name')}" if owner else match.group("name")
+
+
+def parametrized_key(path: str) -> str:
+    """The ``state_dict`` key of the single-tensor parametrization original behind ``path``."""
+    owner, _, name = path.rpartition(".")
+    return f"{owner}.parametrizations.{name}.original" if owner else f"parametrizations.{name}.original"
+
+
+def parameter_paths(model: nn.Module) -> list[str]:
+    """Every path :func:`resolve` accepts, in ``named_parameters`` order."""
+    return list(dict.fromkeys(logical_path(k, model) for k, _ in model.named_parameters(remove_duplicate=False)))
+
+
+def _unknown(model: nn.Module, path: str, detail: str) -> TieError:
+    names = parameter_paths(model)
+    close = difflib.get_close_matches(path, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return TieError(f"no parameter {path!r} in {type(model).__name__}: {detail}{hint}")
+
+
+def resolve(model: nn.Module, path: str) -> ParamRef:
+    """Resolve ``path`` (dotted, as in ``named_parameters``; ModuleList indices included) to the
+    parameter it names, or raise :class:`TieError` saying what is there instead."""
+    if not isinstance(path, str) or not path:
+        raise TieError(f"parameter path must be a non-empty string, got {path!r}")
+    if ".parametrizations." in f".{path}":
+        raise TieError(
+            f"{path!r} is inside a parametrization; name the parametrized tensor "
+            f"{logical_path(path, model)!r} instead (tying manages the parametrization it installs), "
+            "or remove the parametrization with torch.nn.utils.parametrize.remove_parametrizations"
+        )
+    owner_path, _, name = path.rpartition(".")
+    try:
+        owner = model.get_submodule(owner_path) if owner_path else model
+    except AttributeError:
+        raise _unknown(model, path, f"it has no submodule {owner_path!r}") from None
+    if name in owner._parameters:
+        param = owner._parameters[name]
+        if param is None:
+            raise TieError(f"{path!r} is None in {type(owner).__name__} (the module was built without it)")
+        return ParamRef(path, owner, name, param)
+    if parametrize.is_parametrized(owner, name):
+        plist = owner.parametrizations[name]
+        if not plist.is_tensor:
+            raise TieError(f"{path!r} is parametrized from several tensors ({type(plist[0]).__name__}); it cannot be tied")
+        return ParamRef(path, owner, name, plist.original, parametrized=True)
+    if name in owner._buffers:
+        raise TieError(f"{path!r} is a buffer, not a parameter; only parameters can be tied (register it with nn.Parameter)")
+    if name in owner._modules:
+        sub = owner._modules[name]
+        hint = ""
+        if sub is not None:
+            inner = [f"{path}.{n}" for n, _ in sub.named_parameters(recurse=False)]
+            hint = f"; did you mean {' or '.join(repr(c) for c in inner)}?" if inner else ""
+        raise TieError(f"{path!r} is a module ({type(sub).__name__}), not a parameter{hint}")
+    if hasattr(owner, name):
+        raise TieError(
+            f"{path!r} is a {type(getattr(owner, name)).__name__} attribute of {type(owner).__name__}, "
+            "not a registered nn.Parameter"
+        )
+    raise _unknown(model, path, f"{type(owner).__name__} at {owner_path or '<root>'!r} has no attribute {name!r}")

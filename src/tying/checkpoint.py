@@ -1,0 +1,390 @@
+"""Tie-aware safetensors checkpoints.
+
+File layout: a standard safetensors file (readable by any safetensors tool) in which each group
+of aliased ``state_dict`` entries is stored once. The header metadata holds, under the key
+``"tying"``, versioned JSON::
+
+    {"version": 1,
+     "ties": [{"source": "encoder.weight", "target": "decoder.weight", "transform": null}, ...],
+     "aliases": {"decoder.weight": "encoder.weight", ...}}   # state_dict key not stored -> key stored
+
+``ties`` is the model's declared spec (:class:`tying.spec.TieSpec`); ``aliases`` covers every
+deduplicated ``state_dict`` key, declared or not. Guarantees: the file is written to a temporary
+file in the same folder, fsynced and renamed, so a crash never leaves a partial file under the
+final name; its size is the unique tensor bytes plus the header; loading never unpickles
+anything and changes nothing in the model unless every check passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from tying._io import atomic_save_file
+from tying._paths import resolve
+from tying.core import (
+    _check_compatible,
+    _check_target,
+    _root,
+    apply_transform,
+    retie,
+    target_state_key,
+    tie,
+    tie_transposed,
+    verify,
+)
+from tying.errors import CheckpointError, TieError
+from tying.spec import SPEC_FORMAT_VERSION, Tie, TieSpec, get_spec
+
+__all__ = ["save", "load", "read_checkpoint", "CheckpointInfo", "TensorInfo", "LoadResult"]
+
+_META_KEY = "tying"
+_RESERVED = (_META_KEY, "format")
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+
+
+# --------------------------------------------------------------------------- save
+
+
+def _alias_key(t: torch.Tensor) -> tuple[object, ...]:
+    """Entries with equal keys are the same tensor view (tied), safe to store once."""
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
+def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s ``state_dict`` to a safetensors file, each tie group once, with the tie
+    spec (and transforms) in the header metadata; crash-safe (temporary file, fsync, rename).
+
+    ``metadata`` adds string entries to the header (the keys ``"tying"`` and ``"format"`` are
+    reserved). Distinct Parameters that merely overlap in memory (undeclared views) are written
+    as separate copies, with a warning. Raises :class:`CheckpointError` for a model whose declared
+    ties are broken (call :func:`tying.retie` or :func:`tying.untie` first) or that holds meta
+    tensors (call :func:`tying.materialize` first).
+    """
+    path = Path(path)
+    if metadata is not None:
+        bad = [k for k, v in metadata.items() if k in _RESERVED or not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise CheckpointError(f"metadata for {str(path)!r}: keys {_RESERVED} are reserved and values must be strings; bad: {bad}")
+    spec = get_spec(model)
+    broken = verify(model, raise_error=False).broken
+    if broken:
+        raise CheckpointError(
+            f"refusing to write {str(path)!r}: declared ties are broken ({'; '.join(map(str, broken))}); "
+            "call tying.retie(model) to restore them or tying.untie(model, path) to drop them"
+        )
+    state = model.state_dict()
+    meta = [k for k, t in state.items() if t.device.type == "meta"]
+    if meta:
+        raise CheckpointError(
+            f"refusing to write {str(path)!r}: {len(meta)} tensors are on the meta device ({', '.join(meta[:3])}...); "
+            "call tying.materialize(model, device) and load or initialise the weights first"
+        )
+    # Spec sources first, so a group is stored under the name its declaration uses.
+    preferred = {t.source for t in spec.ties}
+    position = {k: i for i, k in enumerate(state)}
+    order = sorted(state, key=lambda k: (k not in preferred, position[k]))
+    kept: dict[tuple[object, ...], str] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    for key in order:
+        t = state[key]
+        ak = _alias_key(t)
+        if ak in kept:
+            aliases[key] = kept[ak]
+        else:
+            kept[ak] = key
+            tensors[key] = t
+    tensors = {k: tensors[k] for k in state if k in tensors}  # file order follows the model
+    _separate_overlapping(tensors, path)
+    header = {
+        "format": "pt",
+        _META_KEY: json.dumps(
+            {"version": SPEC_FORMAT_VERSION, "ties": json.loads(spec.to_json())["ties"], "aliases": aliases}, sort_keys=True
+        ),
+    }
+    header.update(metadata or {})
+    return atomic_save_file({k: v.contiguous() for k, v in tensors.items()}, path, header)
+
+
+def _separate_overlapping(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors refuses entries sharing memory; copy the distinct-but-overlapping ones."""
+    seen: dict[tuple[object, int], str] = {}
+    for key, t in list(tensors.items()):
+        if t.numel() == 0:
+            continue
+        sk = (t.device, t.untyped_storage().data_ptr())
+        if sk in seen:
+            warnings.warn(
+                f"{str(path)!r}: {key!r} shares memory with {seen[sk]!r} but is a different view and not a declared tie; "
+                "it is saved as an independent copy",
+                stacklevel=3,
+            )
+            tensors[key] = t.clone()
+        else:
+            seen[sk] = key
+
+
+# --------------------------------------------------------------------------- read
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass
+class CheckpointInfo:
+    """What a safetensors file holds, read from its header only (see :func:`read_checkpoint`)."""
+
+    path: Path
+    file_size: int
+    header_size: int
+    tensors: list[TensorInfo]
+    #: ``state_dict`` keys not stored, mapped to the stored key holding their data.
+    aliases: dict[str, str]
+    #: The declared tie spec (files written by :func:`tying.save`), else ``None``.
+    spec: TieSpec | None
+    #: ``"tying"``, ``"safetensors-save_model"`` (``{dropped: kept}`` metadata) or ``"plain"``.
+    format: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def groups(self) -> list[list[str]]:
+        """Stored key first, then the keys reading it, in file order."""
+        out: dict[str, list[str]] = {}
+        for dropped, kept in self.aliases.items():
+            out.setdefault(kept, [kept]).append(dropped)
+        return [out[t.name] for t in self.tensors if t.name in out]
+
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _sniff(path: Path, data: bytes) -> None:
+    if data.startswith(b"PK\x03\x04"):
+        raise CheckpointError(
+            f"{str(path)!r} is a zip archive (a torch.save checkpoint, which holds pickle); tying never unpickles. "
+            "Convert it once, in a trusted environment, with tying.save(model, 'file.safetensors')"
+        )
+    if data[:1] == b"\x80":
+        raise CheckpointError(f"{str(path)!r} is a pickle file; tying never unpickles. Convert it to safetensors in a trusted environment")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """Read and validate the header of a safetensors file (ours, ``safetensors.torch.save_model``'s
+    or a plain state dict) without loading tensor data. Raises :class:`CheckpointError` naming the
+    file for anything that is not a well-formed safetensors file (pickle included: never run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint file: {str(path)!r}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+    _sniff(path, head)
+    if size < 8:
+        raise CheckpointError(f"{str(path)!r} is not a safetensors file: {size} bytes, shorter than the 8-byte header length")
+    n = int.from_bytes(head, "little")
+    if n > min(_MAX_HEADER, size - 8):
+        raise CheckpointError(
+            f"{str(path)!r} is not a valid safetensors file: it declares a {n:,}-byte header but the file has {size:,} bytes"
+        )
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            names = list(f.keys())
+            tensors = []
+            for name in names:
+                sl = f.get_slice(name)
+                dtype, shape = sl.get_dtype(), tuple(sl.get_shape())
+                numel = 1
+                for d in shape:
+                    numel *= d
+                tensors.append(TensorInfo(name, dtype, shape, numel * _DTYPE_BYTES.get(dtype, 0)))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types from Rust
+        raise CheckpointError(f"{str(path)!r} is not a valid safetensors file: {exc}") from None
+    spec: TieSpec | None = None
+    aliases: dict[str, str] = {}
+    stored = set(names)
+    if _META_KEY in meta:
+        try:
+            data = json.loads(meta[_META_KEY])
+            spec = TieSpec.from_json(json.dumps({"version": data.get("version"), "ties": data.get("ties")}))
+            aliases = data.get("aliases", {})
+            if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+                raise ValueError("'aliases' must map strings to strings")
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise CheckpointError(f"{str(path)!r}: malformed tying metadata: {exc}") from None
+        fmt = "tying"
+    else:
+        aliases = {k: v for k, v in meta.items() if k not in stored and v in stored}
+        fmt = "safetensors-save_model" if aliases else "plain"
+    for dropped, kept in aliases.items():
+        if kept not in stored:
+            raise CheckpointError(f"{str(path)!r}: alias {dropped!r} refers to {kept!r}, which the file does not contain")
+        if dropped in stored:
+            raise CheckpointError(f"{str(path)!r}: {dropped!r} is both stored and declared an alias of {kept!r}")
+    return CheckpointInfo(path, size, n, tensors, aliases, spec, fmt, meta)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadResult:
+    """What :func:`load` did."""
+
+    #: Ties recorded in the file that the model lacked and now holds.
+    applied_ties: list[Tie] = field(default_factory=list)
+    #: Model keys the file lacked (kept their values; only with ``strict=False``).
+    missing_keys: list[str] = field(default_factory=list)
+    #: File tensors the model has no place for (ignored; only with ``strict=False``).
+    unexpected_keys: list[str] = field(default_factory=list)
+    #: Problems tolerated because ``strict=False``.
+    warnings: list[str] = field(default_factory=list)
+
+
+def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> LoadResult:
+    """Fill ``model`` from a safetensors file and re-establish the file's recorded ties the model
+    lacks. All or nothing: every check runs before the first value is written.
+
+    Reads files from :func:`save`, ``safetensors.torch.save_model`` (``{dropped: kept}`` metadata)
+    and plain state-dict files. Refuses with :class:`CheckpointError`, naming keys, shapes and the
+    file: a shape or dtype that differs from the model's; a tie the file records that contradicts
+    one the model declares; a tie the model declares whose two stored copies in the file disagree
+    (``load_state_dict`` would silently keep the last one); missing or unexpected keys.
+
+    ``strict=False`` is the explicit opt-out: missing keys keep the model's values, unexpected
+    keys are ignored, dtypes are converted, disagreeing tied copies resolve to the source's
+    values and the model's own declarations win over the file's; each is listed in
+    ``LoadResult.warnings`` and warned. Shape mismatches always fail.
+    """
+    path = Path(path)
+    info = read_checkpoint(path)
+    problems: list[str] = []
+    tolerated: list[str] = []
+    model_spec = get_spec(model)
+
+    # 1. Ties recorded in the file: already held, to apply, or contradicting the model's.
+    to_apply: list[Tie] = []
+    for t in info.spec.ties if info.spec else []:
+        mine = model_spec.source_of(t.target)
+        if mine == t:
+            continue
+        if mine is not None or model_spec.targets_of(t.target):
+            msg = (
+                f"the file ties {t.describe()!r} but the model declares "
+                f"{mine.describe() if mine else 'a different tie involving ' + repr(t.target)!s}"
+            )
+            (tolerated if not strict else problems).append(msg)
+            continue
+        try:
+            root = _root(model_spec, t.source, "tie")
+            src, ref = resolve(model, root), resolve(model, t.target)
+            _check_target(model_spec, root, t.target, t.transform)
+            _check_compatible(src, ref, t.transform)
+        except TieError as exc:
+            problems.append(f"cannot apply the file's tie {t.describe()!r}: {exc}")
+            continue
+        to_apply.append(t)
+    combined = [*model_spec.ties, *to_apply]
+
+    # 2. Every model entry that is not a tie target needs a stored tensor of the same shape/dtype.
+    state = model.state_dict(keep_vars=True)
+    derived = {k for t in combined for k in (t.target, target_state_key(t))}
+    stored = {ti.name: ti for ti in info.tensors}
+
+    def stored_name(key: str) -> str | None:
+        return key if key in stored else info.aliases.get(key)
+
+    meta_keys = [k for k, v in state.items() if v.device.type == "meta"]
+    if meta_keys:
+        problems.append(f"the model holds meta tensors ({', '.join(meta_keys[:3])}); call tying.materialize(model, device) first")
+    plan: dict[str, str] = {}
+    for key, value in state.items():
+        if key in derived:
+            continue
+        name = stored_name(key)
+        if name is None:
+            (tolerated if not strict else problems).append(f"missing key {key!r}")
+            continue
+        ti = stored[name]
+        if tuple(value.shape) != ti.shape:
+            problems.append(f"{key!r}: the file holds shape {list(ti.shape)} (as {name!r}), the model {list(value.shape)}")
+            continue
+        if _st_dtype(value.dtype) != ti.dtype:
+            (tolerated if not strict else problems).append(
+                f"{key!r}: the file holds {ti.dtype} (as {name!r}), the model {value.dtype}"
+            )
+        plan[key] = name
+
+    # 3. A tie whose two copies the file stores separately must agree (else last-write-wins).
+    used = set(plan.values())
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        for t in combined:
+            src_name = stored_name(t.source)
+            copies = [(t.target, t.transform)] + ([(target_state_key(t), None)] if t.transform else [])
+            for key, transform in copies:
+                name = stored_name(key)
+                if name is None or src_name is None or name == src_name:
+                    continue
+                used.add(name)
+                src_val = apply_transform(transform, f.get_tensor(src_name))
+                val = f.get_tensor(name)
+                if val.shape != src_val.shape or not torch.equal(val, src_val):
+                    (tolerated if not strict else problems).append(
+                        f"the model ties {t.describe()!r} but the file's copies {name!r} and {src_name!r} differ "
+                        "(the source's values are used)"
+                    )
+    unexpected = sorted(set(stored) - used)
+    if unexpected:
+        (tolerated if not strict else problems).append(f"unexpected keys (the model has no place for them): {unexpected}")
+    if problems:
+        head = f"cannot load {str(path)!r} into {type(model).__name__}; nothing was changed:"
+        raise CheckpointError("\n  - ".join([head, *problems]))
+
+    # 4. Apply: first the missing ties, then the values.
+    for t in to_apply:
+        (tie(model, t.source, t.target) if t.transform is None else tie_transposed(model, t.source, t.target))
+    state = model.state_dict(keep_vars=True)
+    with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
+        for key, name in plan.items():
+            state[key].copy_(f.get_tensor(name))
+    retie(model)
+    for w in tolerated:
+        warnings.warn(f"{str(path)!r}: {w}", stacklevel=2)
+    return LoadResult(
+        applied_ties=to_apply,
+        missing_keys=[k for k in state if k not in plan and k not in derived],
+        unexpected_keys=unexpected,
+        warnings=tolerated,
+    )
+
+
+_ST_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def _st_dtype(dtype: torch.dtype) -> str:
+    return _ST_DTYPES.get(dtype, str(dtype))

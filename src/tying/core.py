@@ -1,0 +1,453 @@
+"""Declaring, applying, removing and verifying ties.
+
+Every function here keeps two things in step: the model's :class:`~tying.spec.TieSpec` (what the
+user declared) and the module graph (which Parameter object each path holds). The spec is the
+source of truth; :func:`retie` rebuilds the graph from it after anything that replaced
+Parameters (``to_empty``, ``load_state_dict(assign=True)``, device dispatch, adapters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from tying._paths import ParamRef, logical_path, parametrized_key, resolve
+from tying.errors import TieError, TieVerificationError
+from tying.spec import Tie, TieSpec, _spec_for_update, get_spec
+
+__all__ = ["Transpose", "tie", "tie_transposed", "untie", "retie", "verify", "TieReport", "BrokenTie"]
+
+
+class Transpose(nn.Module):
+    r"""Parametrization ``W_target = W_source^T`` (dimensions 0 and 1 swapped).
+
+    Why a parametrization rather than a module holding a reference to the source: it works on any
+    existing module (``nn.Linear``, ``nn.ConvTranspose2d``, custom layers) without replacing it or
+    changing its ``forward``; the transposed weight is a *view* recomputed on each access, so the
+    gradient flows into the single source leaf; and the parametrization's ``original`` is the
+    source Parameter itself, so the tie is visible to ``named_parameters``, optimizers,
+    ``state_dict`` and :func:`tying.find_ties` as an ordinary shared Parameter.
+    Swapping dims 0 and 1 covers tied autoencoders (``Linear(d, h)`` / ``Linear(h, d)``) and
+    convolution / transposed-convolution pairs (``[out, in, k, k]`` vs ``[in, out, k, k]``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1)
+
+    def right_inverse(self, x: torch.Tensor) -> torch.Tensor:
+        # Assigning ``module.weight = w`` on a target writes ``w^T`` into the shared source.
+        return x.transpose(0, 1)
+
+
+_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"transpose": lambda t: t.transpose(0, 1)}
+
+
+def apply_transform(transform: str | None, tensor: torch.Tensor) -> torch.Tensor:
+    """What a target with ``transform`` reads when its source holds ``tensor``."""
+    return tensor if transform is None else _TRANSFORMS[transform](tensor)
+
+
+def target_state_key(tie_: Tie) -> str:
+    """The ``state_dict`` key under which a tie's target appears once the tie is applied."""
+    return tie_.target if tie_.transform is None else parametrized_key(tie_.target)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _shape(t: torch.Tensor) -> list[int]:
+    return list(t.shape)
+
+
+def _check_compatible(src: ParamRef, tgt: ParamRef, transform: str | None) -> None:
+    s, t = src.param, tgt.param
+    if transform == "transpose":
+        if s.dim() < 2:
+            raise TieError(f"tie_transposed needs a source with at least 2 dimensions; {src.path!r} has shape {_shape(s)}")
+        want = list(apply_transform(transform, s.detach()).shape)
+        # A parametrized target's ``original`` is stored in the source layout already.
+        have = _shape(t) if not tgt.parametrized else list(apply_transform(transform, t.detach()).shape)
+        if have != want:
+            raise TieError(
+                f"cannot tie {tgt.path!r} (shape {have}) to the transpose of {src.path!r} (shape {_shape(s)}, "
+                f"transposed {want}): shapes differ; the target must be the source with dims 0 and 1 swapped"
+            )
+    elif _shape(s) != _shape(t):
+        hint = (
+            "; use tying.tie_transposed for a transposed tie"
+            if s.dim() >= 2 and _shape(t) == list(s.transpose(0, 1).shape)
+            else ""
+        )
+        raise TieError(f"cannot tie {tgt.path!r} (shape {_shape(t)}) to {src.path!r} (shape {_shape(s)}): shapes differ{hint}")
+    if s.dtype != t.dtype:
+        raise TieError(
+            f"cannot tie {tgt.path!r} ({t.dtype}) to {src.path!r} ({s.dtype}): dtypes differ; "
+            f"convert one first, e.g. model.to({s.dtype})"
+        )
+    if s.device != t.device:
+        raise TieError(
+            f"cannot tie {tgt.path!r} (on {t.device}) to {src.path!r} (on {s.device}): devices differ; "
+            "move the model to one device first"
+        )
+
+
+def _is_tying_transpose(ref: ParamRef) -> bool:
+    plist = ref.owner.parametrizations[ref.name] if ref.parametrized else None
+    return plist is not None and len(plist) == 1 and isinstance(plist[0], Transpose)
+
+
+def _set_identity(ref: ParamRef, param: nn.Parameter) -> None:
+    setattr(ref.owner, ref.name, param)
+
+
+def _install_transpose(ref: ParamRef, source: nn.Parameter) -> None:
+    """Make ``ref`` read ``source^T`` through a :class:`Transpose` parametrization."""
+    if not ref.parametrized:
+        # Swap in a meta placeholder first: registering a parametrization ``set_``s the old
+        # Parameter in place, which would reshape it for every other path still holding it.
+        setattr(ref.owner, ref.name, nn.Parameter(torch.empty(ref.param.shape, device="meta", dtype=ref.param.dtype)))
+        parametrize.register_parametrization(ref.owner, ref.name, Transpose(), unsafe=True)
+    ref.owner.parametrizations[ref.name].original = source
+
+
+def _drop_transpose(ref: ParamRef, param: nn.Parameter) -> None:
+    """Remove tying's parametrization from ``ref`` and register ``param`` in its place."""
+    # leave_parametrized=False: the default would ``set_`` the original, i.e. the shared source.
+    parametrize.remove_parametrizations(ref.owner, ref.name, leave_parametrized=False)
+    setattr(ref.owner, ref.name, param)
+
+
+def _fresh(value: torch.Tensor, like: nn.Parameter) -> nn.Parameter:
+    return nn.Parameter(value.detach().clone(), requires_grad=like.requires_grad)
+
+
+def _own_copy(ref: ParamRef) -> None:
+    _set_identity(ref, _fresh(ref.param, ref.param))
+
+
+def _root(spec: TieSpec, path: str, verb: str) -> str:
+    """The source a new tie to ``path`` must name: chains are resolved to their root."""
+    existing = spec.source_of(path)
+    if existing is None:
+        return path
+    if existing.transform is not None:
+        raise TieError(
+            f"cannot {verb} from {path!r}: it is itself the {existing.transform} of {existing.source!r}; "
+            f"name {existing.source!r} as the source instead"
+        )
+    return existing.source
+
+
+def _check_target(spec: TieSpec, source: str, target: str, transform: str | None) -> bool:
+    """Validate ``target`` against the spec; returns True when the same tie is already declared."""
+    if target == source:
+        raise TieError(f"cannot tie {target!r} to itself")
+    existing = spec.source_of(target)
+    if existing is not None:
+        if existing.source == source and existing.transform == transform:
+            return True
+        how = "" if existing.transform is None else f" ({existing.transform})"
+        raise TieError(
+            f"{target!r} is already tied to {existing.source!r}{how}; "
+            f"call tying.untie(model, {target!r}) first to tie it to {source!r}"
+        )
+    readers = spec.targets_of(target)
+    if readers:
+        raise TieError(
+            f"{target!r} is the source of a tie group ({', '.join(repr(t.target) for t in readers)}); "
+            f"tie the other way round, e.g. tying.tie(model, {target!r}, ...), or untie its group first"
+        )
+    return False
+
+
+def _ensure_hooks(model: nn.Module) -> None:
+    if not getattr(model, "_tying_hooks", False):
+        model.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+        model.register_load_state_dict_post_hook(_load_state_dict_post_hook)
+        object.__setattr__(model, "_tying_hooks", True)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def tie(model: nn.Module, source: str, *targets: str) -> None:
+    r"""Tie each of ``targets`` to ``source``: afterwards every target path holds the very same
+    ``nn.Parameter`` object as ``source``, whose values are kept.
+
+    One call ties any number of paths, e.g. three-way tying of a translation model
+    (source embedding = target embedding = output layer, Press & Wolf 2017, arXiv 1608.05859):
+    ``tie(model, "encoder.embed.weight", "decoder.embed.weight", "decoder.out.weight")``.
+
+    A source that is itself an (untransformed) target resolves to its own source, so ties never
+    chain. Re-declaring an existing tie is a no-op. The tie is recorded in the model's spec (see
+    :func:`tying.get_spec`), re-applied by :func:`retie`, checked by :func:`verify` and written by
+    :func:`tying.save`. Tied paths must agree in shape, dtype and device.
+
+    Raises:
+        TieError: unknown path (with the closest names), a buffer or non-parameter, a path inside a
+            parametrization, shape/dtype/device mismatch, or a target already tied to another source.
+    """
+    if not targets:
+        raise TieError(f"tying.tie(model, {source!r}) names no target; pass one or more target paths")
+    spec = get_spec(model)
+    root = _root(spec, source, "tie")
+    src = resolve(model, root)
+    if src.parametrized:
+        raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
+    todo: list[ParamRef] = []
+    for target in dict.fromkeys(targets):
+        if _check_target(spec, root, target, None):
+            continue
+        ref = resolve(model, target)
+        if ref.parametrized:
+            raise TieError(
+                f"target {target!r} is computed by a parametrization ({type(ref.owner.parametrizations[ref.name][0]).__name__}); "
+                "tying it would discard the parametrization; remove it first"
+            )
+        _check_compatible(src, ref, None)
+        todo.append(ref)
+    spec = _spec_for_update(model)
+    for ref in todo:
+        _set_identity(ref, src.param)
+        spec.ties.append(Tie(root, ref.path))
+    _ensure_hooks(model)
+
+
+def tie_transposed(model: nn.Module, source: str, target: str) -> None:
+    r"""Tie ``target`` to the transpose of ``source``: ``target`` reads :math:`W_s^\top`
+    (dims 0 and 1 swapped) and every gradient reaches the single leaf ``source``.
+
+    This is the tied autoencoder (decoder :math:`W_d = W_e^\top`) and the fix for the common
+    mistake ``nn.Parameter(w.t())``, which copies and unties. Implemented with a
+    :class:`Transpose` parametrization whose ``original`` *is* the source Parameter, so the
+    target's module is unchanged and ``state_dict`` shows the tie as a shared tensor
+    (``<target module>.parametrizations.<name>.original``).
+    """
+    spec = get_spec(model)
+    root = _root(spec, source, "tie")
+    src = resolve(model, root)
+    if src.parametrized:
+        raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
+    if _check_target(spec, root, target, "transpose"):
+        return
+    ref = resolve(model, target)
+    if ref.parametrized:
+        raise TieError(
+            f"target {target!r} is already computed by a parametrization "
+            f"({type(ref.owner.parametrizations[ref.name][0]).__name__}); remove it first"
+        )
+    _check_compatible(src, ref, "transpose")
+    _install_transpose(ref, src.param)
+    _spec_for_update(model).ties.append(Tie(root, target, "transpose"))
+    _ensure_hooks(model)
+
+
+def untie(model: nn.Module, path: str) -> None:
+    """Give ``path`` its own copy of its current values and remove it from the spec; the other
+    members of its group stay tied to each other.
+
+    The untied path holds a *new* Parameter: add it to your optimizer. Untying a group's source
+    hands the group to its first remaining member (which keeps the shared Parameter object).
+    A path shared by object identity without a declaration (``b.weight = a.weight``) is untied
+    the same way.
+    """
+    spec = get_spec(model)
+    declared = spec.source_of(path)
+    readers = spec.targets_of(path)
+    ref = resolve(model, path)
+    if declared is not None:
+        spec.ties.remove(declared)
+        if declared.transform is None:
+            _own_copy(ref)
+        else:
+            _drop_transpose(ref, _fresh(apply_transform(declared.transform, ref.param), ref.param))
+        return
+    if readers:
+        plain = [t for t in readers if t.transform is None]
+        for t in readers:
+            spec.ties.remove(t)
+        if plain:
+            # The first plain target keeps the shared object; the old source gets the copy.
+            heir = plain[0].target
+            spec.ties.extend(Tie(heir, t.target, t.transform) for t in readers if t.target != heir)
+            _own_copy(ref)
+        else:
+            # Only transposed readers: the first becomes a real Parameter, the rest tie to it.
+            heir = readers[0].target
+            heir_param = _fresh(apply_transform("transpose", ref.param), ref.param)
+            for t in readers:
+                _drop_transpose(resolve(model, t.target), heir_param)
+            spec.ties.extend(Tie(heir, t.target) for t in readers[1:])
+        return
+    shared = [p for p, q in _named_params(model) if q is ref.param and p != path]
+    if not shared:
+        raise TieError(f"{path!r} is not tied to anything; nothing to untie")
+    _own_copy(ref)
+
+
+def retie(model: nn.Module) -> None:
+    """Re-apply every declared tie so each target again holds (or reads) its source's Parameter.
+
+    Idempotent. Call it after anything that replaced Parameters; :func:`tying.materialize`,
+    :func:`tying.load` and ``load_state_dict`` (through a hook the first tie installs) call it
+    for you. The source's current values win.
+    """
+    for t in get_spec(model).ties:
+        src = resolve(model, t.source)
+        ref = resolve(model, t.target)
+        if t.transform is None:
+            if ref.param is src.param:
+                continue
+            if ref.parametrized:
+                raise TieError(f"cannot re-tie {t.target!r}: it is now parametrized; remove the parametrization or untie it")
+            _check_compatible(src, ref, None)
+            _set_identity(ref, src.param)
+        else:
+            if ref.parametrized and _is_tying_transpose(ref) and ref.param is src.param:
+                continue
+            if ref.parametrized and not _is_tying_transpose(ref):
+                raise TieError(f"cannot re-tie {t.target!r}: it carries a parametrization tying did not install")
+            _check_compatible(src, ref, t.transform)
+            _install_transpose(ref, src.param)
+
+
+@dataclass(frozen=True)
+class BrokenTie:
+    """A declared tie the model does not hold, and why."""
+
+    tie: Tie
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.tie.describe()}: {self.reason}"
+
+
+@dataclass
+class TieReport:
+    """Declared vs observed ties, from :func:`verify`."""
+
+    broken: list[BrokenTie] = field(default_factory=list)
+    #: Groups of paths observed to share data that the spec does not declare.
+    undeclared: list[list[str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and not self.undeclared
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "all declared ties hold; no undeclared sharing"
+        lines = [f"broken tie: {b}" for b in self.broken]
+        lines += [
+            f"undeclared sharing: {', '.join(g)} (declare it with tying.tie, or untie it)" for g in self.undeclared
+        ]
+        return "\n".join(lines)
+
+
+def _named_params(model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
+    for key, p in model.named_parameters(remove_duplicate=False):
+        yield logical_path(key, model), p
+
+
+def _check_one(model: nn.Module, t: Tie) -> str | None:
+    try:
+        src = resolve(model, t.source)
+        ref = resolve(model, t.target)
+    except TieError as exc:
+        return str(exc)
+    if t.transform is None:
+        if ref.param is src.param:
+            return None
+        if ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
+            return "distinct Parameter objects (equal values now, but they will drift apart in training)"
+        return "distinct Parameter objects with different values"
+    if not ref.parametrized or not _is_tying_transpose(ref):
+        return f"{t.target!r} is a plain tensor, not a {t.transform} of the source"
+    if ref.param is not src.param:
+        return f"{t.target!r} reads the {t.transform} of a different Parameter"
+    return None
+
+
+def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
+    """Compare the declared ties with what the model holds.
+
+    Returns a :class:`TieReport` listing each declared tie that is broken (a target that no longer
+    holds its source's Parameter, e.g. after ``to_empty`` or ``load_state_dict(assign=True)``) and
+    each group of paths observed to share data (:func:`tying.find_ties`) that no declaration
+    explains. With ``raise_error=True`` (default) a non-empty report raises
+    :class:`TieVerificationError` with that listing.
+    """
+    from tying.discovery import find_ties
+
+    spec = get_spec(model)
+    report = TieReport()
+    for t in spec.ties:
+        reason = _check_one(model, t)
+        if reason is not None:
+            report.broken.append(BrokenTie(t, reason))
+    for group in find_ties(model):
+        paths = [m.path for m in group.members]
+        # Members of one declared group map to one root; a broken member is reported above.
+        if len({_declared_root(spec, p) for p in paths}) > 1:
+            report.undeclared.append(paths)
+    if raise_error and not report.ok:
+        raise TieVerificationError(f"{type(model).__name__}: tie verification failed\n{report}")
+    return report
+
+
+def _declared_root(spec: TieSpec, path: str) -> str:
+    t = spec.source_of(path)
+    return path if t is None else t.source
+
+
+# --------------------------------------------------------------------------- state_dict hooks
+
+
+def _load_state_dict_pre_hook(
+    module: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list[str],
+    unexpected_keys: list[str],
+    error_msgs: list[str],
+) -> None:
+    """Make ``load_state_dict`` tie-aware: refuse tied entries that disagree (instead of letting the
+    last key silently win) and fill a target's missing entry from its source, so a deduplicated
+    state dict loads strictly. Raises before anything is copied."""
+    for t in get_spec(module).ties:
+        src_key = prefix + t.source
+        tgt_key = prefix + target_state_key(t)
+        logical_key = prefix + t.target
+        src = state_dict.get(src_key)
+        if src is None:
+            continue
+        if t.transform is not None and logical_key in state_dict and tgt_key not in state_dict:
+            # A state dict from an untied model stores the target in its own layout.
+            value = state_dict.pop(logical_key)
+            if value.shape != apply_transform(t.transform, src).shape or not torch.equal(value, apply_transform(t.transform, src)):
+                state_dict[logical_key] = value
+                raise TieError(
+                    f"state_dict holds different values for {logical_key!r} and the {t.transform} of {src_key!r}, "
+                    f"which the model ties; load with tying.load(model, path, strict=False) to keep the source's values, "
+                    f"or tying.untie(model, {t.target!r}) first"
+                )
+        tgt = state_dict.get(tgt_key)
+        if tgt is None:
+            state_dict[tgt_key] = src
+        elif tgt is not src and (tgt.shape != src.shape or not torch.equal(tgt, src)):
+            raise TieError(
+                f"state_dict holds different values for {tgt_key!r} and {src_key!r}, which the model ties; "
+                f"loading would keep whichever is copied last. Load with tying.load(model, path, strict=False) "
+                f"to keep the source's values, or tying.untie(model, {t.target!r}) first"
+            )
+
+
+def _load_state_dict_post_hook(module: nn.Module, incompatible_keys: object) -> None:
+    # ``load_state_dict(assign=True)`` registers one new Parameter per key: re-tie.
+    retie(module)
