@@ -1,0 +1,1 @@
+"""The ``tying`` command-line tool."""

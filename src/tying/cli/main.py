@@ -1,0 +1,20 @@
+"""``tying`` command: one sub-command per module of :mod:`tying.cli`."""
+
+from __future__ import annotations
+
+import typer
+
+from tying.cli.demo import demo
+from tying.cli.inspect import inspect_file
+
+app = typer.Typer(
+    name="tying",
+    help="Weight tying for PyTorch: train tied vs untied models, inspect tied checkpoints.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("demo")(demo)
+app.command("inspect")(inspect_file)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
