@@ -62,6 +62,6 @@ def inspect_file(
     try:
         info = read_checkpoint(file)
     except CheckpointError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     render(info, console)
