@@ -1,0 +1,27 @@
+"""Language-model training components: config, objectives, the loop, training-state checkpoints
+and reports comparing runs."""
+
+from tying.training.config import LRSchedule, TrainConfig, next_lr
+from tying.training.losses import LossFn, lm_loss, perplexity
+from tying.training.report import Run, comparison_table, plot_valid_ppl
+from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
+from tying.training.trainer import Trainer, TrainResult, detach_state
+
+__all__ = [
+    "LRSchedule",
+    "TrainConfig",
+    "next_lr",
+    "LossFn",
+    "lm_loss",
+    "perplexity",
+    "TrainState",
+    "SavedTrainState",
+    "save_train_state",
+    "read_train_state",
+    "Trainer",
+    "TrainResult",
+    "detach_state",
+    "Run",
+    "comparison_table",
+    "plot_valid_ppl",
+]
