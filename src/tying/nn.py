@@ -1,0 +1,71 @@
+"""Layers built on :mod:`tying.functional`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tying.functional import Reduction, tied_linear_cross_entropy
+
+__all__ = ["TiedOutput"]
+
+
+class TiedOutput(nn.Linear):
+    r"""An output classifier :math:`z = W h + b` (``W``: ``[V, d]``) with a fused, memory-efficient
+    :meth:`loss`.
+
+    It *is* an ``nn.Linear``, so it ties like one — ``tying.tie(model, "embed.weight",
+    "out.weight")`` makes :math:`W = E` (Press & Wolf 2017, arXiv 1608.05859) — and ``forward``
+    returns logits for decoding. Training calls :meth:`loss`, which computes
+    ``cross_entropy(forward(h), target)`` and its gradients without materialising the
+    :math:`N\times V` logits (:func:`tying.functional.tied_linear_cross_entropy`).
+
+    Args:
+        in_features: hidden size ``d``.
+        out_features: vocabulary size ``V``.
+        bias: learn an output bias :math:`b` (kept separate from the tied matrix).
+        chunk_size: tokens per chunk; default about 64 MiB of logits per chunk.
+        compute_dtype: e.g. ``torch.bfloat16`` to run the three matrix products in bf16.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        chunk_size: int | None = None,
+        compute_dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.chunk_size = chunk_size
+        self.compute_dtype = compute_dtype
+
+    def loss(
+        self,
+        hidden: Tensor,
+        target: Tensor,
+        *,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        label_smoothing: float = 0.0,
+    ) -> Tensor:
+        """``F.cross_entropy(self(hidden), target, ...)`` without the logits in memory."""
+        return tied_linear_cross_entropy(
+            hidden,
+            self.weight,
+            target,
+            self.bias,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            chunk_size=self.chunk_size,
+            compute_dtype=self.compute_dtype,
+        )
+
+    def extra_repr(self) -> str:
+        extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""
+        extra += f", compute_dtype={self.compute_dtype}" if self.compute_dtype else ""
+        return super().extra_repr() + extra
