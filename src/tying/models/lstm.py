@@ -39,6 +39,7 @@ from torch import nn
 
 import tying
 from tying.errors import TieError
+from tying.nn import TiedOutput
 
 __all__ = ["LSTMConfig", "LSTMLanguageModel", "LSTMState"]
 
@@ -95,7 +96,7 @@ class LSTMLanguageModel(nn.Module):
             config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,  # between layers only; nn.LSTM warns otherwise
         )
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.decoder = TiedOutput(config.hidden_size, config.vocab_size)  # an nn.Linear with a fused .loss
         if config.tie:
             tying.tie(self, "encoder.weight", "decoder.weight")
         self.reset_parameters()

@@ -2,7 +2,7 @@
 and reports comparing runs."""
 
 from tying.training.config import LRSchedule, TrainConfig, next_lr
-from tying.training.losses import LossFn, lm_loss, perplexity
+from tying.training.losses import LossFn, fused_lm_loss, lm_loss, perplexity
 from tying.training.report import Run, comparison_table, plot_valid_ppl
 from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
 from tying.training.trainer import Trainer, TrainResult, detach_state
@@ -13,6 +13,7 @@ __all__ = [
     "next_lr",
     "LossFn",
     "lm_loss",
+    "fused_lm_loss",
     "perplexity",
     "TrainState",
     "SavedTrainState",

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LossFn", "lm_loss", "perplexity"]
+__all__ = ["LossFn", "lm_loss", "fused_lm_loss", "perplexity"]
 
 #: ``(model, inputs (T, B), targets (T, B), state) -> (scalar loss, next state)``.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
@@ -30,6 +30,14 @@ def lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state
     over ``model(inputs, state)``'s logits."""
     logits, state = model(inputs, state)
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)), state
+
+
+def fused_lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """:func:`lm_loss` computed from ``model.features`` by the output layer's fused
+    ``model.decoder.loss`` (:class:`tying.nn.TiedOutput`): the same value and gradients, without
+    the ``(T, B, V)`` logits in memory (:func:`tying.functional.tied_linear_cross_entropy`)."""
+    hidden, state = model.features(inputs, state)
+    return model.decoder.loss(hidden, targets), state
 
 
 def perplexity(loss: float) -> float:
