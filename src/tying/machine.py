@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import shlex
-import sys
 
 import torch
 
-__all__ = ["describe_machine", "command_line"]
+__all__ = ["describe_machine"]
 
 
 def describe_machine() -> str:
@@ -25,10 +23,3 @@ def describe_machine() -> str:
         f"{cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); allocator: {allocator}"
     )
-
-
-def command_line() -> str:
-    """The command that started this process, as a user would type it."""
-    argv = list(sys.argv)
-    argv[0] = os.path.basename(argv[0])
-    return shlex.join(argv)

@@ -40,3 +40,20 @@ def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--quick", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 1
     assert "corpus folder" in result.output and "nope" in result.output and "train.txt" in result.output
+
+
+def test_resume_extends_both_runs_and_writes_markdown(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["demo", "--quick", "--data", str(tiny_corpus_dir), "--out", str(out)]
+    assert runner.invoke(app, [*args, "--epochs", "1"]).exit_code == 0
+    first = json.loads((out / "tying-demo.json").read_text())
+    result = runner.invoke(app, [*args, "--epochs", "2", "--resume"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output
+    report = json.loads((out / "tying-demo.json").read_text())
+    for before, after in zip(first["runs"], report["runs"], strict=True):
+        assert [m["epoch"] for m in after["history"]] == [1, 2]
+        assert after["history"][0]["train_loss"] == before["history"][0]["train_loss"]
+    md = (out / "tying-demo.md").read_text()
+    assert "| parameters (with duplicates) |" in md and "Machine:" in md
+    assert f"Command: `tying demo --data {tiny_corpus_dir} --out {out} --epochs 2 --quick --resume`" in md

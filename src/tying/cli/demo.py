@@ -22,10 +22,11 @@ from rich.console import Console
 
 import tying
 from tying.data import Corpus, CorpusError, load_corpus
-from tying.machine import command_line, describe_machine
+from tying.cli._command import invoked_command
+from tying.machine import describe_machine
 from tying.data.batching import BPTTBatches, batchify
 from tying.models import LSTMConfig, LSTMLanguageModel
-from tying.training import Run, TrainConfig, Trainer, comparison_table, plot_valid_ppl
+from tying.training import Run, TrainConfig, Trainer, comparison_markdown, comparison_table, plot_valid_ppl
 
 __all__ = ["demo", "run_demo"]
 
@@ -35,10 +36,18 @@ _QUICK = (32, 1, 2, 10)
 
 
 def run_demo(
-    corpus: Corpus, *, size: int, layers: int, dropout: float, config: TrainConfig, out: Path, console: Console
+    corpus: Corpus,
+    *,
+    size: int,
+    layers: int,
+    dropout: float,
+    config: TrainConfig,
+    out: Path,
+    console: Console,
+    resume: bool = False,
 ) -> list[Run]:
     """Train a tied and an untied :class:`LSTMLanguageModel` on ``corpus`` with checkpoints under
-    ``out/tied`` and ``out/untied``; returns the two runs."""
+    ``out/tied`` and ``out/untied`` (continuing from them with ``resume``); returns the two runs."""
     runs = []
     for tie in (True, False):
         name = "tied" if tie else "untied"
@@ -47,11 +56,12 @@ def run_demo(
         counts = tying.summary(model)
         console.rule(f"{name}: {counts.unique_parameters:,} unique parameters")
         trainer = Trainer(model, corpus.train, corpus.valid, corpus.test, config, out / name, console=console)
-        runs.append(Run(name, counts.total_parameters, counts.unique_parameters, trainer.fit()))
+        runs.append(Run(name, counts.total_parameters, counts.unique_parameters, trainer.fit(resume=resume)))
     return runs
 
 
 def demo(
+    ctx: typer.Context,
     data: Annotated[
         Path | None,
         typer.Option(help="Corpus folder with train.txt, valid.txt, test.txt (e.g. PTB). Default: the built-in corpus."),
@@ -69,6 +79,9 @@ def demo(
         typer.Option(min=0, help="Training windows per epoch; 0: the whole training set. (default 250; --quick: 10)"),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny model and short epochs: a smoke test in seconds.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue both runs from their last checkpoints in --out (e.g. with more --epochs).")
+    ] = False,
 ) -> None:
     """Train the same small LSTM language model tied and untied and compare them side by side."""
     console = Console()
@@ -98,14 +111,14 @@ def demo(
         highlight=False,
     )
     out.mkdir(parents=True, exist_ok=True)
-    runs = run_demo(corpus, size=size, layers=layers, dropout=dropout, config=config, out=out, console=console)
+    runs = run_demo(corpus, size=size, layers=layers, dropout=dropout, config=config, out=out, console=console, resume=resume)
 
     console.print(comparison_table(runs, title="tied vs untied"))
     console.print(f"measured on: {describe_machine()}", highlight=False)
     plot = plot_valid_ppl(runs, out / "tying-demo.png", title=f"{layers}x{size} LSTM LM on {corpus.path.name}")
     metrics = out / "tying-demo.json"
     report = {
-        "command": command_line(),
+        "command": invoked_command(ctx),
         "machine": describe_machine(),
         "corpus": {
             "path": str(corpus.path),
@@ -117,4 +130,11 @@ def demo(
         "runs": [run.to_dict() for run in runs],
     }
     metrics.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {plot} and {metrics}", highlight=False)
+    markdown = out / "tying-demo.md"
+    markdown.write_text(
+        f"# tying demo: {layers}x{size} LSTM language model, tied vs untied, on {corpus.path.name}\n\n"
+        f"Command: `{report['command']}`  \nMachine: {report['machine']}\n\n"
+        f"{comparison_markdown(runs)}\n![validation perplexity per epoch]({plot.name})\n",
+        encoding="utf-8",
+    )
+    console.print(f"wrote {plot}, {metrics} and {markdown}", highlight=False)

@@ -3,7 +3,7 @@ and reports comparing runs."""
 
 from tying.training.config import LRSchedule, TrainConfig, next_lr
 from tying.training.losses import LossFn, fused_lm_loss, lm_loss, perplexity
-from tying.training.report import Run, comparison_table, plot_valid_ppl
+from tying.training.report import Run, comparison_markdown, comparison_table, plot_valid_ppl
 from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
 from tying.training.trainer import Trainer, TrainResult, detach_state
 
@@ -24,5 +24,6 @@ __all__ = [
     "detach_state",
     "Run",
     "comparison_table",
+    "comparison_markdown",
     "plot_valid_ppl",
 ]

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from tying.training.trainer import TrainResult
 
-__all__ = ["Run", "comparison_table", "plot_valid_ppl"]
+__all__ = ["Run", "comparison_rows", "comparison_table", "comparison_markdown", "plot_valid_ppl"]
 
 
 @dataclass
@@ -40,13 +40,9 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def comparison_table(runs: Sequence[Run], title: str | None = None) -> Table:
-    """One column per run, one row per measure."""
-    table = Table(title=title)
-    table.add_column("")
-    for run in runs:
-        table.add_column(run.name, justify="right")
-    rows = [
+def comparison_rows(runs: Sequence[Run]) -> list[tuple[str, list[str]]]:
+    """``(measure, one formatted cell per run)`` rows shared by the terminal and markdown tables."""
+    return [
         ("parameters (with duplicates)", [f"{r.total_parameters:,}" for r in runs]),
         ("unique parameters", [f"{r.unique_parameters:,}" for r in runs]),
         ("best valid perplexity", [_fmt(r.result.best_valid_ppl, ".2f") for r in runs]),
@@ -55,9 +51,24 @@ def comparison_table(runs: Sequence[Run], title: str | None = None) -> Table:
         ("training tokens/s", [f"{r.result.tokens_per_s:,.0f}" for r in runs]),
         ("wall time", [f"{r.result.wall_s:.1f} s" for r in runs]),
     ]
-    for label, cells in rows:
+
+
+def comparison_table(runs: Sequence[Run], title: str | None = None) -> Table:
+    """One column per run, one row per measure (a rich table for the terminal)."""
+    table = Table(title=title)
+    table.add_column("")
+    for run in runs:
+        table.add_column(run.name, justify="right")
+    for label, cells in comparison_rows(runs):
         table.add_row(label, *cells)
     return table
+
+
+def comparison_markdown(runs: Sequence[Run]) -> str:
+    """The same table as :func:`comparison_table`, as GitHub markdown."""
+    lines = ["| | " + " | ".join(r.name for r in runs) + " |", "|---|" + "---:|" * len(runs)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in comparison_rows(runs)]
+    return "\n".join(lines) + "\n"
 
 
 def plot_valid_ppl(runs: Sequence[Run], path: str | os.PathLike[str], title: str = "") -> Path:
