@@ -171,6 +171,13 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
 
 
 def _sniff(path: Path, data: bytes) -> None:
+    """Refuse zip and pickle files by their signature. ``data`` is the file's first 9 bytes.
+
+    A safetensors header starts with ``{`` right after its 8-byte length, and that length can look
+    like a signature (every header of 128 + 256k bytes begins with byte 0x80, as a pickle does), so
+    a file with ``{`` there is left to the safetensors parser, which never unpickles either."""
+    if data[8:9] == b"{":
+        return
     if data.startswith(b"PK\x03\x04"):
         raise CheckpointError(
             f"{str(path)!r} is a zip archive (a torch.save checkpoint, which holds pickle); tying never unpickles. "
@@ -189,11 +196,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
         raise CheckpointError(f"no such checkpoint file: {str(path)!r}")
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
     _sniff(path, head)
     if size < 8:
         raise CheckpointError(f"{str(path)!r} is not a safetensors file: {size} bytes, shorter than the 8-byte header length")
-    n = int.from_bytes(head, "little")
+    n = int.from_bytes(head[:8], "little")
     if n > min(_MAX_HEADER, size - 8):
         raise CheckpointError(
             f"{str(path)!r} is not a valid safetensors file: it declares a {n:,}-byte header but the file has {size:,} bytes"
@@ -293,6 +300,9 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
             root = _root(model_spec, t.source, "tie")
             src, ref = resolve(model, root), resolve(model, t.target)
             _check_target(model_spec, root, t.target, t.transform)
+            for r in (src, ref):  # tie() and tie_transposed() refuse these too, but only in step 4
+                if r.parametrized:
+                    raise TieError(f"{r.path!r} is computed by a parametrization in the model; remove it first")
             _check_compatible(src, ref, t.transform)
         except TieError as exc:
             problems.append(f"cannot apply the file's tie {t.describe()!r}: {exc}")

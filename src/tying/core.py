@@ -362,7 +362,8 @@ def _check_one(model: nn.Module, t: Tie) -> str | None:
     if t.transform is None:
         if ref.param is src.param:
             return None
-        if ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
+        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
+        if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
             return "distinct Parameter objects (equal values now, but they will drift apart in training)"
         return "distinct Parameter objects with different values"
     if not ref.parametrized or not _is_tying_transpose(ref):
@@ -418,14 +419,19 @@ def _load_state_dict_pre_hook(
     error_msgs: list[str],
 ) -> None:
     """Make ``load_state_dict`` tie-aware: refuse tied entries that disagree (instead of letting the
-    last key silently win) and fill a target's missing entry from its source, so a deduplicated
-    state dict loads strictly. Raises before anything is copied."""
+    last key silently win) and fill a target's missing entry from its source (or a source's from
+    its target), so a deduplicated state dict loads strictly. Raises before anything is copied."""
     for t in get_spec(module).ties:
         src_key = prefix + t.source
         tgt_key = prefix + target_state_key(t)
         logical_key = prefix + t.target
         src = state_dict.get(src_key)
         if src is None:
+            # A deduplicated state dict may keep the target's entry instead (safetensors'
+            # ``save_model`` keeps the alphabetically first name); it holds the source's data, in
+            # the source's layout for a transposed tie (the parametrization's ``original``).
+            if tgt_key in state_dict:
+                state_dict[src_key] = state_dict[tgt_key]
             continue
         if t.transform is not None and logical_key in state_dict and tgt_key not in state_dict:
             # A state dict from an untied model stores the target in its own layout.

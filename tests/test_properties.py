@@ -1,0 +1,337 @@
+"""Property-based tests: random module trees (nested ModuleDict / ModuleList of Linear, Embedding
+and LayerNorm with small, often coinciding shapes), random tie specs (n-ary identity ties and
+transposed ties), random sequences of operations. After every step: ``tying.verify`` passes,
+every declared target is its source (or reads its transpose), and every value is what it was.
+
+Example counts scale with the hypothesis profile loaded in ``tests/conftest.py``
+(``HYPOTHESIS_PROFILE=ci`` by default; ``HYPOTHESIS_PROFILE=long`` for many more).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import tying
+from tying import TieError
+
+
+def _examples(fraction: float) -> int:
+    return max(5, int(settings.default.max_examples * fraction))
+
+
+def _settings(fraction: float) -> settings:
+    return settings(
+        max_examples=_examples(fraction),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+# --------------------------------------------------------------------------- trees
+
+DIMS = st.sampled_from([2, 3])
+LEAVES = st.one_of(
+    st.tuples(st.just("linear"), DIMS, DIMS, st.booleans()),
+    st.tuples(st.just("embedding"), st.sampled_from([2, 3, 5]), DIMS),
+    st.tuples(st.just("norm"), DIMS),
+)
+NAMES = st.sampled_from(["enc", "dec", "a", "b", "out"])
+
+
+def _containers(children):
+    return st.one_of(
+        st.lists(children, min_size=1, max_size=3).map(lambda xs: ("list", tuple(xs))),
+        st.dictionaries(NAMES, children, min_size=1, max_size=3).map(lambda d: ("dict", tuple(sorted(d.items())))),
+    )
+
+
+TREES = st.dictionaries(NAMES, st.recursive(LEAVES, _containers, max_leaves=4), min_size=2, max_size=4).map(
+    lambda d: ("dict", tuple(sorted(d.items())))
+)
+
+
+def _build_node(node) -> nn.Module:
+    kind = node[0]
+    if kind == "linear":
+        return nn.Linear(node[1], node[2], bias=node[3])
+    if kind == "embedding":
+        return nn.Embedding(node[1], node[2])
+    if kind == "norm":
+        m = nn.LayerNorm(node[1])
+        with torch.no_grad():  # non-constant values, so copies are distinguishable
+            m.weight.normal_()
+            m.bias.normal_()
+        return m
+    if kind == "list":
+        return nn.ModuleList(_build_node(c) for c in node[1])
+    return nn.ModuleDict({k: _build_node(c) for k, c in node[1]})
+
+
+def build(tree, seed: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> nn.Module:
+    """The same tree always has the same paths and shapes; ``seed`` decides the values."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with torch.device(device):
+            model = _build_node(tree)
+    return model.to(dtype)
+
+
+def declare(model: nn.Module, ties) -> None:
+    for t in ties:
+        (tying.tie(model, t.source, t.target) if t.transform is None else tying.tie_transposed(model, t.source, t.target))
+
+
+def read(model: nn.Module, path: str) -> torch.Tensor:
+    """The tensor ``path`` reads (through a parametrization if there is one)."""
+    owner, _, name = path.rpartition(".")
+    with torch.no_grad():
+        return getattr(model.get_submodule(owner) if owner else model, name)
+
+
+def values(model: nn.Module, paths) -> dict[str, torch.Tensor]:
+    return {p: read(model, p).detach().clone() for p in paths}
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+def check(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    report = tying.verify(model, raise_error=False)
+    assert report.broken == [], str(report)
+    assert report.undeclared == [], str(report)
+    for t in tying.get_spec(model).ties:
+        src = model.get_parameter(t.source)
+        owner, _, name = t.target.rpartition(".")
+        mod = model.get_submodule(owner)
+        if t.transform is None:
+            assert getattr(mod, name) is src, t
+        else:
+            assert mod.parametrizations[name].original is src, t
+            assert torch.equal(read(model, t.target), src.detach().transpose(0, 1)), t
+    for path, value in expected.items():
+        got = read(model, path)
+        assert got.dtype == value.dtype, path
+        assert torch.equal(got, value), path
+    # Accounting agrees with the spec: each tie group is counted once.
+    assert tying.summary(model).unique_parameters == sum(p.numel() for p in model.parameters())
+
+
+def _snapshot(model: nn.Module):
+    return (
+        [(k, p, p.detach().clone()) for k, p in model.named_parameters(remove_duplicate=False)],
+        list(tying.get_spec(model).ties),
+    )
+
+
+def _assert_unchanged(model: nn.Module, snap) -> None:
+    params, ties = snap
+    now = list(model.named_parameters(remove_duplicate=False))
+    assert [k for k, _ in now] == [k for k, _, _ in params]
+    for (_, p, v), (_, q) in zip(params, now, strict=True):
+        assert p is q and torch.equal(q, v)
+    assert tying.get_spec(model).ties == ties
+
+
+def draw_ties(data, model: nn.Module) -> None:
+    """Declare random ties. Mostly requests the spec allows; the others (a target tied twice, a
+    group source as target, ...) must raise TieError and change nothing."""
+    shapes = {p: tuple(t.shape) for p, t in model.named_parameters()}
+    paths = sorted(shapes)
+    # (source, transposed) requests for which some other path has the right shape.
+    requests = [
+        (p, tr)
+        for p in paths
+        for tr in ((False, True) if len(shapes[p]) == 2 else (False,))
+        if any(q != p and shapes[q] == (shapes[p][::-1] if tr else shapes[p]) for q in paths)
+    ]
+    if not requests:
+        return
+    for _ in range(data.draw(st.integers(1, 5), label="n_ties")):
+        spec = tying.get_spec(model)
+        source, transposed = data.draw(st.sampled_from(requests), label="request")
+        want = shapes[source][::-1] if transposed else shapes[source]
+        candidates = [p for p in paths if shapes[p] == want and p != source]
+        if data.draw(st.integers(0, 4), label="only_free_targets") > 0:
+            candidates = [p for p in candidates if p not in spec.paths()]
+        if not candidates:
+            continue
+        if transposed:
+            targets = [data.draw(st.sampled_from(candidates), label="target")]
+        else:
+            targets = data.draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=3, unique=True), label="targets")
+        snap = _snapshot(model)
+        try:
+            if transposed:
+                tying.tie_transposed(model, source, targets[0])
+            else:
+                tying.tie(model, source, *targets)
+        except TieError:
+            _assert_unchanged(model, snap)
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def op_save_load(model, tree, dtype, expected, folder: Path, step: int):
+    path = tying.save(model, folder / f"m{step}.safetensors")
+    raw = path.read_bytes()
+    header = int.from_bytes(raw[:8], "little")
+    unique = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert len(raw) == unique + 8 + header
+    fresh = build(tree, seed=1000 + step, dtype=dtype)  # identical tree, other values, no ties
+    result = tying.load(fresh, path)
+    assert result.applied_ties == tying.get_spec(model).ties
+    assert tying.get_spec(fresh).ties == tying.get_spec(model).ties
+    return fresh
+
+
+def op_deepcopy(model, *_):
+    return copy.deepcopy(model)
+
+
+def op_materialize(model, tree, dtype, expected, folder, step):
+    meta = build(tree, seed=0, dtype=dtype, device="meta")
+    declare(meta, tying.get_spec(model).ties)
+    tying.materialize(meta, "cpu")
+    check(meta, {})
+    meta.load_state_dict(model.state_dict())  # through tying's state_dict hooks
+    return meta
+
+
+def op_assign(model, *_):
+    model.load_state_dict(copy.deepcopy(model.state_dict()), assign=True)  # re-tied by the post-hook
+    return model
+
+
+def make_dtype_op(dtype):
+    def op(model, tree, _dtype, expected, *_):
+        model = model.to(dtype)
+        for k in expected:
+            expected[k] = expected[k].to(dtype)
+        return model
+
+    op.__name__ = f"op_to_{str(dtype).removeprefix('torch.')}"
+    op.dtype = dtype
+    return op
+
+
+OPS = [op_save_load, op_deepcopy, op_materialize, op_assign, make_dtype_op(torch.float64), make_dtype_op(torch.bfloat16)]
+
+
+def op_untie(data, model) -> None:
+    spec = tying.get_spec(model)
+    if not spec.ties:
+        return
+    path = data.draw(st.sampled_from(sorted(spec.paths())), label="untie")
+    was_target = spec.source_of(path) is not None
+    readers = spec.targets_of(path)
+    before = {id(p) for p in model.parameters()}
+    tying.untie(model, path)
+    spec = tying.get_spec(model)
+    assert spec.source_of(path) is None and not spec.targets_of(path)
+    owner, _, name = path.rpartition(".")
+    held = model.get_submodule(owner)._parameters[name]
+    if was_target or any(t.transform is None for t in readers):
+        # A target, or a source with plain readers (the first of which inherits the group):
+        # the path now holds a new Parameter of its own.
+        assert id(held) not in before
+    else:
+        # A source with only transposed readers keeps its Parameter; the readers get a new one.
+        assert id(held) in before
+    assert sum(q is held for _, q in model.named_parameters(remove_duplicate=False)) == 1  # nobody else holds it
+
+
+def op_break_and_retie(data, model) -> None:
+    spec = tying.get_spec(model)
+    if not spec.ties:
+        return
+    t = data.draw(st.sampled_from(spec.ties), label="break")
+    owner, _, name = t.target.rpartition(".")
+    mod = model.get_submodule(owner)
+    src = model.get_parameter(t.source)
+    if t.transform is None:
+        setattr(mod, name, nn.Parameter(src.detach().clone()))
+    else:
+        mod.parametrizations[name].original = nn.Parameter(src.detach().clone())
+    assert [b.tie for b in tying.verify(model, raise_error=False).broken] == [t]
+    tying.retie(model)
+    tying.retie(model)  # idempotent
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@_settings(3.0)
+@given(tree=TREES, data=st.data())
+def test_random_ties_survive_random_operations(tree, data) -> None:
+    model = build(tree, seed=0)
+    draw_ties(data, model)
+    paths = [p for p, _ in model.named_parameters(remove_duplicate=False)]
+    logical = sorted({tying._paths.logical_path(p, model) for p in paths})
+    expected = values(model, logical)
+    dtype = torch.float32
+    ties = tying.get_spec(model).ties
+    event(f"declared ties: {min(len(ties), 3)}{'+' if len(ties) >= 3 else ''}")
+    event(f"transposed ties: {'yes' if any(t.transform for t in ties) else 'no'}")
+    check(model, expected)
+    steps = data.draw(st.lists(st.sampled_from([*OPS, "untie", "retie"]), min_size=1, max_size=5), label="ops")
+    with tempfile.TemporaryDirectory() as tmp:
+        for step, op in enumerate(steps):
+            event(f"op: {getattr(op, '__name__', op)}")
+            if op == "untie":
+                op_untie(data, model)
+            elif op == "retie":
+                op_break_and_retie(data, model)
+            else:
+                if getattr(op, "dtype", None) is not None:
+                    dtype = op.dtype
+                model = op(model, tree, dtype, expected, Path(tmp), step)
+            check(model, expected)
+
+
+@_settings(1.0)
+@given(tree=TREES, data=st.data())
+def test_spec_json_and_checkpoint_header_round_trip(tree, data) -> None:
+    model = build(tree, seed=0)
+    draw_ties(data, model)
+    spec = tying.get_spec(model)
+    assert tying.TieSpec.from_json(spec.to_json()) == spec
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tying.save(model, Path(tmp) / "m.safetensors")
+        info = tying.read_checkpoint(path)
+    assert info.format == "tying"
+    assert info.spec == spec
+    meta = json.loads(info.metadata["tying"])
+    # Exactly the state_dict keys sharing a tensor with an earlier-stored key are aliased.
+    state = model.state_dict()
+    stored = {t.name for t in info.tensors}
+    assert stored | set(info.aliases) == set(state)
+    assert not stored & set(info.aliases)
+    for dropped, kept in meta["aliases"].items():
+        assert state[dropped] is state[kept] or state[dropped].data_ptr() == state[kept].data_ptr()
+    assert len(stored) == len({id(p) for p in model.parameters()})
+
+
+@_settings(1.0)
+@given(tree=TREES, data=st.data())
+def test_find_ties_groups_are_the_declared_groups(tree, data) -> None:
+    model = build(tree, seed=0)
+    draw_ties(data, model)
+    spec = tying.get_spec(model)
+    declared = {frozenset([src, *(t.target for t in ts)]) for src, ts in spec.groups().items()}
+    found = tying.find_ties(model)
+    assert {frozenset(g.paths) for g in found} == declared
+    assert all(g.kind == "shared" for g in found)
+    transposed = {t.target for t in spec.ties if t.transform}
+    for g in found:
+        for m in g.members:
+            assert m.via == ("transpose" if m.path in transposed else "parameter")
+    assert tying.find_ties(model) == found  # deterministic
