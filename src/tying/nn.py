@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from tying.functional import Reduction, tied_linear_cross_entropy
 
-__all__ = ["TiedOutput"]
+__all__ = ["TiedOutput", "LockedDropout", "embedding_dropout"]
 
 
 class TiedOutput(nn.Linear):
@@ -69,3 +69,39 @@ class TiedOutput(nn.Linear):
         extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""
         extra += f", compute_dtype={self.compute_dtype}" if self.compute_dtype else ""
         return super().extra_repr() + extra
+
+
+class LockedDropout(nn.Module):
+    r"""Variational dropout for sequences ``(T, B, H)``: one Bernoulli mask per sequence and
+    feature, the same at every time step, scaled by :math:`1/(1-p)` (Gal & Ghahramani 2016,
+    arXiv 1512.05287; AWD-LSTM). Standard dropout draws a new mask per step, which is noisier and
+    regularises recurrent models less well. Identity in eval mode or with ``p = 0``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"LockedDropout p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        mask = x.new_empty(1, *x.shape[1:]).bernoulli_(1.0 - self.p) / (1.0 - self.p)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def embedding_dropout(weight: Tensor, p: float, training: bool) -> Tensor:
+    r"""``weight`` (``[V, d]``) with each row zeroed with probability ``p`` and the others scaled by
+    :math:`1/(1-p)`: dropping whole words from the input lookup (Gal & Ghahramani 2016; AWD-LSTM).
+    Returns ``weight`` itself when not training or ``p = 0``. The result is a new tensor whose
+    gradient flows into ``weight``, so a tied output layer that reads ``weight`` directly still
+    scores every word."""
+    if not training or p == 0.0:
+        return weight
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"embedding dropout p must be in [0, 1), got {p}")
+    mask = weight.new_empty(weight.size(0), 1).bernoulli_(1.0 - p) / (1.0 - p)
+    return weight * mask

@@ -172,7 +172,7 @@ def test_lm_loss_is_cross_entropy_of_the_logits() -> None:
     loss, state = lm_loss(model, x, y, model.init_state(2))
     logits, _ = model(x, model.init_state(2))
     assert torch.allclose(loss, F.cross_entropy(logits.view(-1, 15), y.view(-1)))
-    assert all(not s.requires_grad or s.grad_fn is not None for s in state)
+    assert all(not t.requires_grad or t.grad_fn is not None for layer in state for t in layer)
     assert perplexity(math.log(42.0)) == pytest.approx(42.0) and perplexity(1e6) == math.inf
 
 

@@ -9,16 +9,22 @@ import typer
 
 
 def invoked_command(ctx: typer.Context) -> str:
-    """``tying <command> [options that differ from their defaults]`` for a sub-command's context."""
-    words = ["tying", ctx.info_name or ""]
+    """``tying <command> [options that differ from their defaults]`` for a sub-command's context
+    (nested groups such as ``tying lm train`` included)."""
+    names, c = [], ctx
+    while c.parent is not None:
+        names.insert(0, c.info_name or "")
+        c = c.parent
+    words = ["tying", *names]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
-        if value is None or value == param.default:
+        if value is None or value == param.default or value in ((), []):
             continue
+        values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
         if param.param_type_name == "argument":
-            words.append(str(value))
+            words += values
         elif getattr(param, "is_flag", False):
             words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
         else:
-            words += [param.opts[0], str(value)]
+            words += [w for v in values for w in (param.opts[0], v)]
     return shlex.join(words)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from tying.cli import lm
+from tying.cli.compare import compare
 from tying.cli.demo import demo
 from tying.cli.inspect import inspect_file
 
@@ -15,6 +17,8 @@ app = typer.Typer(
 )
 app.command("demo")(demo)
 app.command("inspect")(inspect_file)
+app.add_typer(lm.app, name="lm")
+app.command("compare")(compare)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
