@@ -39,18 +39,18 @@ def test_two_epochs_lower_validation_perplexity_and_record_everything(tiny_corpu
 def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     out, doc = tmp_path / "cmp", tmp_path / "docs" / "RESULTS.md"
     sets = [f"--set={s}" for s in [f"corpus={tiny_corpus_dir.as_posix()!r}", "train.epochs=2", *TINY]]
-    args = ["compare", "ptb-small-untied", "ptb-small-tied", *sets, "--out", str(out), "--doc", str(doc), "--section", "tiny"]
+    args = ["compare", "ptb-small-untied", "ptb-small-tied", *sets, "--out", str(out), "--doc", str(doc), "--name", "tiny"]
     doc.parent.mkdir()
     doc.write_text("# Results\n\nIntro kept.\n\n<!-- tying compare: tiny -->\nstale\n<!-- end tying compare: tiny -->\n\nOutro kept.\n")
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "0 of 2 run(s) already finished" in result.output
-    files = ["summary.md", "metrics.csv", "valid_ppl.png", "test_vs_params.png"]
+    files = ["tiny.md", "tiny.csv", "tiny-valid-ppl.png", "tiny-test-vs-params.png"]
     first = {f: (out / f).read_bytes() for f in files}
     text = doc.read_text()
     assert text.startswith("# Results\n\nIntro kept.\n\n<!-- tying compare: tiny -->\n### ptb-small-untied, ptb-small-tied\n")
     assert text.endswith("<!-- end tying compare: tiny -->\n\nOutro kept.\n") and "stale" not in text
-    assert "](../cmp/valid_ppl.png)" in text and "`tying lm train --config ptb-small-tied" in text
+    assert "](../cmp/tiny-valid-ppl.png)" in text and "`tying lm train --config ptb-small-tied" in text
 
     again = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "2 of 2 run(s) already finished" in again.output
@@ -58,9 +58,9 @@ def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_co
     report_only = runner.invoke(app, [*args, "--report-only"], env={"COLUMNS": "200"})
     assert report_only.exit_code == 0 and {f: (out / f).read_bytes() for f in files} == first
 
-    rows = (out / "metrics.csv").read_text().splitlines()
+    rows = (out / "tiny.csv").read_text().splitlines()
     assert rows[0] == "run,epoch,lr,train_ppl,valid_ppl,tokens_per_s,train_s,wall_s" and len(rows) == 5
-    table = (out / "summary.md").read_text()
+    table = (out / "tiny.md").read_text()
     assert "| ptb-small-tied |" in table and "(paper 2.65M)" in table and "| 112.4 |" in table
 
 

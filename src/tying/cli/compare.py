@@ -26,20 +26,23 @@ def compare(
     ] = None,
     report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing; rebuild the report from metrics.json files.")] = False,
     title: Annotated[str | None, typer.Option(help="Report title (default: the run names).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Report name: <name>.md, <name>.csv, <name>-*.png in --out, and the --doc section key. (default: the --out folder name)")
+    ] = None,
     doc: Annotated[Path | None, typer.Option(help="Also write the report as a section of this markdown file (e.g. docs/RESULTS.md).")] = None,
-    section: Annotated[str | None, typer.Option(help="Section key in --doc (default: the --out folder name).")] = None,
 ) -> None:
     """Train several recipes side by side (resumable) and write a report with plots.
 
-    Each recipe not yet finished in --out is trained (interrupted ones resume); then summary.md,
-    metrics.csv and the plots are written there, and optionally a section of --doc."""
+    Each recipe not yet finished in --out is trained (interrupted ones resume); then the report
+    (NAME.md, NAME.csv, plots) is written there, and optionally as section NAME of --doc."""
     console = Console()
     try:
         recipes = [load_recipe(c, overrides or []) for c in configs]
         if not report_only:
             run_recipes(recipes, out, jobs=jobs, data_root=data_root, console=console)
         heading = title or ", ".join(r.name for r in recipes)
-        records, _ = write_report(recipes, out, heading)
+        report = name or out.name
+        records = write_report(recipes, out, heading, report)
     except (RecipeError, FileNotFoundError, RuntimeError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
@@ -47,7 +50,8 @@ def compare(
     missing = [r.name for r in recipes if r.name not in {rec["name"] for rec in records}]
     if missing:
         console.print(f"not finished yet (left out of the report): {', '.join(missing)}", highlight=False)
-    console.print(f"wrote {out / 'summary.md'}, {out / 'metrics.csv'}, {out / 'valid_ppl.png'}, {out / 'test_vs_params.png'}", highlight=False)
+    written = [out / f"{report}.md", out / f"{report}.csv", out / f"{report}-valid-ppl.png", out / f"{report}-test-vs-params.png"]
+    console.print(f"wrote {', '.join(map(str, written))}", highlight=False)
     if doc is not None:
-        update_results_doc(doc, section or out.name, records, out, heading)
-        console.print(f"updated section {section or out.name!r} of {doc}", highlight=False)
+        update_results_doc(doc, report, records, out, heading, report)
+        console.print(f"updated section {report!r} of {doc}", highlight=False)

@@ -1,4 +1,5 @@
-"""``tying inspect FILE``: the tensors and tie groups of a safetensors checkpoint."""
+"""``tying inspect PATH``: the tensors and tie groups of a safetensors checkpoint, or the declared
+ties of a transformers ``save_pretrained`` folder against what its files hold."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tying.checkpoint import CheckpointInfo, read_checkpoint
 from tying.discovery import _human
 from tying.errors import CheckpointError
+from tying.hf import PretrainedInfo, read_pretrained
 
 _FORMATS = {
     "tying": "tying (declared tie spec + aliases in the header)",
@@ -54,14 +57,63 @@ def render(info: CheckpointInfo, console: Console) -> None:
         console.print("no alias information: every state_dict entry is stored separately")
 
 
+_STATUS = {
+    "dropped": "not stored: filled from its group on load",
+    "equal copies": "stored twice, equal values",
+    "different copies": "stored twice with DIFFERENT values: the declared tie does not hold in this file",
+    "source dropped": "only the target is stored: the source is filled from it on load",
+    "none stored": "no member of the group is stored: freshly initialised on load",
+}
+
+
+def render_pretrained(info: PretrainedInfo, console: Console) -> None:
+    """Print a transformers folder's config tie flags, its class's tied-weights keys, and each
+    declared tie against the files; then one line per weight file."""
+    console.print(f"[bold]{escape(str(info.folder))}[/bold]")
+    flags = ", ".join(f"{k}={v}" for k, v in info.config_flags.items()) or "none"
+    console.print(
+        escape(f"transformers checkpoint: {info.architecture or '?'} (model_type {info.model_type or '?'})\nconfig tie flags: {flags}"),
+        highlight=False,
+    )
+    if info.unresolved is not None:
+        console.print(escape(f"declared ties not resolved: {info.unresolved}"), highlight=False)
+    else:
+        console.print(
+            escape(f"class tied-weights keys (transformers {info.transformers_version}): {info.class_keys!r}"), highlight=False
+        )
+        if info.ties:
+            table = Table(title=f"{len(info.ties)} declared ties vs the files", title_justify="left")
+            for col in ("target", "source", "in the files"):
+                table.add_column(col)
+            for t in info.ties:
+                table.add_row(escape(t.target), escape(t.source), _STATUS[t.status])
+            console.print(table)
+        else:
+            console.print("no declared ties (the config unties them, or the class declares none)")
+        for label, keys in (("model keys no file holds", info.missing), ("stored keys the model lacks", info.unexpected)):
+            if keys:
+                console.print(escape(f"{label}: {', '.join(keys)}"), highlight=False)
+    for f in info.files:
+        stored = sum(t.nbytes for t in f.tensors)
+        console.print(escape(f"{f.path.name}: {len(f.tensors)} tensors, {_human(stored)}, {_FORMATS[f.format]}"), highlight=False)
+
+
 def inspect_file(
-    file: Annotated[Path, typer.Argument(help="A .safetensors file (tying.save, safetensors save_model, or plain).")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A .safetensors file (tying.save, safetensors save_model, or plain) or a transformers save_pretrained folder."
+        ),
+    ],
 ) -> None:
-    """Show the tensors, shapes, dtypes, sizes and tie groups of a safetensors checkpoint."""
+    """Show the tensors, shapes, dtypes, sizes and tie groups of a safetensors checkpoint; for a
+    transformers folder, the ties its config and model class declare against what its files hold."""
     console = Console()
     try:
-        info = read_checkpoint(file)
+        if file.is_dir():
+            render_pretrained(read_pretrained(file), console)
+        else:
+            render(read_checkpoint(file), console)
     except CheckpointError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
-    render(info, console)

@@ -3,14 +3,15 @@
 Every run lives in ``out/<recipe name>/`` (checkpoints, ``train.log`` when run in a subprocess,
 ``metrics.json`` when finished). Running the comparison again skips finished runs and resumes
 unfinished ones from their checkpoints, so a long comparison can be spread over several
-invocations. The report is rebuilt from the ``metrics.json`` files alone, so it is the same
-every time for the same stored metrics:
+invocations. Several reports may share one folder (and so reuse its runs), each under its own
+name; a report is rebuilt from the ``metrics.json`` files alone, so it is the same every time for
+the same stored metrics:
 
-* ``summary.md``: the table (parameters, unique parameters, epochs, best validation and test
+* ``<report>.md``: the table (parameters, unique parameters, epochs, best validation and test
   perplexity, the paper's numbers and the gap, tokens/s, wall time), the plots and, per run, the
   exact command and the machine it ran on;
-* ``metrics.csv``: one row per run and epoch;
-* ``valid_ppl.png`` (validation perplexity per epoch) and ``test_vs_params.png``.
+* ``<report>.csv``: one row per run and epoch;
+* ``<report>-valid-ppl.png`` (validation perplexity per epoch) and ``<report>-test-vs-params.png``.
 
 :func:`update_results_doc` pastes the same section between markers into a document such as
 ``docs/RESULTS.md``.
@@ -173,12 +174,13 @@ def rich_table(records: Sequence[dict[str, Any]], title: str | None = None) -> T
 
 
 def _markdown(records: Sequence[dict[str, Any]], title: str, image_prefix: str) -> str:
+    """``image_prefix``: the path from the markdown file to the plots, ending in ``<report>-``."""
     lines = [f"### {title}", "", "| " + " | ".join(_COLUMNS) + " |", "|---|" + "---:|" * (len(_COLUMNS) - 1)]
     lines += ["| " + " | ".join(row) + " |" for row in report_rows(records)]
     lines += ["", "Test perplexity is that of the epoch with the best validation perplexity; gap = ours - paper.", ""]
     lines += [
-        f"![validation perplexity per epoch]({image_prefix}valid_ppl.png)",
-        f"![test perplexity against unique parameters]({image_prefix}test_vs_params.png)",
+        f"![validation perplexity per epoch]({image_prefix}valid-ppl.png)",
+        f"![test perplexity against unique parameters]({image_prefix}test-vs-params.png)",
         "",
         "Runs (each reproduced by its command; `tying compare` resumes and skips finished runs):",
         "",
@@ -210,7 +212,7 @@ def _figure() -> Figure:
     return fig
 
 
-def _plots(records: Sequence[dict[str, Any]], out: Path, title: str) -> None:
+def _plots(records: Sequence[dict[str, Any]], prefix: Path, title: str) -> None:
     fig = _figure()
     ax = fig.add_subplot()
     for r in records:
@@ -219,7 +221,7 @@ def _plots(records: Sequence[dict[str, Any]], out: Path, title: str) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.savefig(out / "valid_ppl.png", dpi=120, metadata={"Software": None})
+    fig.savefig(f"{prefix}-valid-ppl.png", dpi=120, metadata={"Software": None})
 
     fig = _figure()
     ax = fig.add_subplot()
@@ -228,30 +230,39 @@ def _plots(records: Sequence[dict[str, Any]], out: Path, title: str) -> None:
         ax.annotate(r["name"], (r["unique_parameters"] / 1e6, r["test_ppl"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xlabel="unique parameters (millions)", ylabel="test perplexity", title=title)
     ax.grid(alpha=0.3)
-    fig.savefig(out / "test_vs_params.png", dpi=120, metadata={"Software": None})
+    fig.savefig(f"{prefix}-test-vs-params.png", dpi=120, metadata={"Software": None})
 
 
-def write_report(recipes: Sequence[Recipe], out: str | os.PathLike[str], title: str) -> tuple[list[dict[str, Any]], str]:
-    """Write ``summary.md``, ``metrics.csv`` and the plots for the finished runs among ``recipes``
-    (in their order) into ``out``; returns the records and the markdown section."""
+def write_report(
+    recipes: Sequence[Recipe], out: str | os.PathLike[str], title: str, report: str = "summary"
+) -> list[dict[str, Any]]:
+    """Write ``<report>.md``, ``<report>.csv`` and the plots for the finished runs among
+    ``recipes`` (in their order) into ``out``; returns their records."""
     out = Path(out)
     records = [rec for r in recipes if (rec := read_metrics(out / r.name)) is not None]
     if not records:
         raise FileNotFoundError(f"no finished run in {str(out)!r} (no <run>/metrics.json); train them first")
-    _plots(records, out, title)
-    atomic_write_text(out / "metrics.csv", _csv(records))
-    section = _markdown(records, title, "")
-    atomic_write_text(out / "summary.md", section)
-    return records, section
+    _plots(records, out / report, title)
+    atomic_write_text(out / f"{report}.csv", _csv(records))
+    atomic_write_text(out / f"{report}.md", _markdown(records, title, f"{report}-"))
+    return records
 
 
-def update_results_doc(doc: str | os.PathLike[str], key: str, records: Sequence[dict[str, Any]], out: str | os.PathLike[str], title: str) -> Path:
+def update_results_doc(
+    doc: str | os.PathLike[str],
+    key: str,
+    records: Sequence[dict[str, Any]],
+    out: str | os.PathLike[str],
+    title: str,
+    report: str = "summary",
+) -> Path:
     """Replace (or append) the section ``key`` of markdown file ``doc`` with the comparison
-    report, images linked relative to ``doc``. The section sits between
-    ``<!-- tying compare: KEY -->`` and ``<!-- end tying compare: KEY -->``."""
+    report whose plots :func:`write_report` wrote into ``out`` as ``report``, linked relative to
+    ``doc``. The section sits between ``<!-- tying compare: KEY -->`` and
+    ``<!-- end tying compare: KEY -->``."""
     doc = Path(doc)
     begin, end = f"<!-- tying compare: {key} -->", f"<!-- end tying compare: {key} -->"
-    prefix = Path(os.path.relpath(Path(out).resolve(), doc.resolve().parent)).as_posix() + "/"
+    prefix = Path(os.path.relpath(Path(out).resolve(), doc.resolve().parent)).as_posix() + f"/{report}-"
     block = f"{begin}\n{_markdown(records, title, prefix)}{end}"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Results\n"
     if begin in text and end in text:

@@ -1,0 +1,346 @@
+"""tying on Hugging Face transformers models built from tiny configs (nothing is downloaded):
+declared ties read from config + class, verify / summary / save / load / materialize, and
+``tying inspect`` on ``save_pretrained`` folders."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+transformers = pytest.importorskip("transformers")
+
+import tying  # noqa: E402
+from tying.cli.main import app  # noqa: E402
+from tying.hf import declare_ties, declared_ties, read_pretrained  # noqa: E402
+
+transformers.utils.logging.set_verbosity_error()  # tiny configs trigger config warnings
+
+V, D = 50, 16  # vocabulary, width
+_LLAMA = dict(num_hidden_layers=1, hidden_size=D, num_attention_heads=2, num_key_value_heads=2, intermediate_size=32, vocab_size=V)
+_SEQ2SEQ = dict(
+    encoder_layers=1, decoder_layers=1, d_model=D, encoder_attention_heads=2, decoder_attention_heads=2,
+    encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=V, max_position_embeddings=32,
+)
+CONFIGS = {
+    "gpt2": lambda: (transformers.GPT2LMHeadModel, transformers.GPT2Config(n_layer=1, n_embd=D, n_head=2, vocab_size=V, n_positions=32)),
+    "bert": lambda: (
+        transformers.BertForMaskedLM,
+        transformers.BertConfig(
+            num_hidden_layers=1, hidden_size=D, num_attention_heads=2, intermediate_size=32, vocab_size=V, max_position_embeddings=32
+        ),
+    ),
+    "t5": lambda: (
+        transformers.T5ForConditionalGeneration,
+        transformers.T5Config(num_layers=1, num_decoder_layers=1, d_model=D, d_kv=8, num_heads=2, d_ff=32, vocab_size=V),
+    ),
+    "bart": lambda: (transformers.BartForConditionalGeneration, transformers.BartConfig(**_SEQ2SEQ)),
+    "marian": lambda: (transformers.MarianMTModel, transformers.MarianConfig(**_SEQ2SEQ, pad_token_id=0, decoder_start_token_id=0)),
+    "llama": lambda: (transformers.LlamaForCausalLM, transformers.LlamaConfig(**_LLAMA, tie_word_embeddings=True)),
+    "llama-untied": lambda: (transformers.LlamaForCausalLM, transformers.LlamaConfig(**_LLAMA, tie_word_embeddings=False)),
+}
+_THREE_WAY = ("lm_head.weight", "model.decoder.embed_tokens.weight", "model.encoder.embed_tokens.weight")
+# What each model declares, {target: source}: the class's mapping (and its sub-model's), chains resolved.
+DECLARED = {
+    "gpt2": {"lm_head.weight": "transformer.wte.weight"},
+    "bert": {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",  # the MLM head's tied bias
+    },
+    "t5": dict.fromkeys(("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"), "shared.weight"),
+    "bart": dict.fromkeys(_THREE_WAY, "model.shared.weight"),
+    # Marian's class says lm_head -> model.decoder.embed_tokens, which itself reads model.shared.
+    "marian": dict.fromkeys(_THREE_WAY, "model.shared.weight"),
+    "llama": {"lm_head.weight": "model.embed_tokens.weight"},
+    "llama-untied": {},
+}
+runner = CliRunner()
+
+
+def build(name: str, seed: int = 0, device: str | None = None) -> nn.Module:
+    cls, config = CONFIGS[name]()
+    torch.manual_seed(seed)
+    with torch.device(device or "cpu"):
+        return cls(config).eval()
+
+
+def inputs(name: str) -> dict[str, torch.Tensor]:
+    ids = torch.tensor([[3, 7, 1, 4, 9]])
+    seq2seq = name in ("t5", "bart", "marian")
+    return {"input_ids": ids, **({"decoder_input_ids": ids[:, :3]} if seq2seq else {})}
+
+
+def logits(model: nn.Module, name: str) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs(name)).logits
+
+
+def assert_same_state(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k, v in sa.items():
+        assert v.dtype == sb[k].dtype and torch.equal(v, sb[k]), k
+
+
+def assert_tied(model: nn.Module, name: str) -> None:
+    for target, source in DECLARED[name].items():
+        assert model.get_parameter(target) is model.get_parameter(source), target
+
+
+def test_llama_untied_keeps_head_and_embeddings_apart() -> None:
+    model = build("llama-untied")
+    assert declared_ties(model) == {} and declare_ties(model) == []
+    assert tying.find_ties(model) == [] and tying.verify(model).ok
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "llama-untied"])
+def test_declared_ties_match_the_model_and_verify(name: str) -> None:
+    model = build(name)
+    assert declared_ties(model) == DECLARED[name]
+    groups = {g.paths[0]: set(g.paths[1:]) for g in tying.find_ties(model)}
+    want: dict[str, set[str]] = {}
+    for target, source in DECLARED[name].items():
+        want.setdefault(source, set()).add(target)
+    assert groups == want
+    # transformers ties by identity only: tying sees sharing nobody declared to it ...
+    report = tying.verify(model, raise_error=False)
+    assert not report.broken and sorted(map(sorted, report.undeclared)) == sorted(sorted([s, *t]) for s, t in want.items())
+    # ... until the declaration is recorded (once: declaring again adds nothing).
+    added = declare_ties(model)
+    assert {t.target: t.source for t in added} == DECLARED[name] and all(t.transform is None for t in added)
+    assert declare_ties(model) == []
+    assert tying.verify(model).ok
+
+
+def test_summary_counts_the_three_way_tie_once() -> None:
+    model = build("t5")
+    s = tying.summary(model)
+    shared = V * D
+    assert s.total_parameters - s.unique_parameters == 3 * shared
+    assert s.bytes_saved == 3 * shared * 4
+    assert s.unique_parameters == sum(p.numel() for p in model.parameters())  # parameters() deduplicates
+    [row] = s.rows
+    assert row.paths == ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_save_load_round_trip_is_exact_and_keeps_ties(name: str, tmp_path: Path) -> None:
+    model = build(name)
+    declare_ties(model)
+    path = tmp_path / "m.safetensors"
+    tying.save(model, path)
+    info = tying.read_checkpoint(path)
+    assert {t.target: t.source for t in info.spec.ties} == DECLARED[name]
+    assert set(info.aliases) == set(DECLARED[name])  # each tie group stored once
+    unique = sum(t.numel() * t.element_size() for k, t in model.state_dict().items() if k not in DECLARED[name])
+    assert path.stat().st_size == 8 + info.header_size + unique
+
+    fresh = build(name, seed=1)  # other values; the file's ties are recorded on load
+    result = tying.load(fresh, path)
+    assert {t.target: t.source for t in result.applied_ties} == DECLARED[name]
+    assert_same_state(model, fresh)
+    assert_tied(fresh, name)
+    assert tying.verify(fresh).ok
+    assert torch.equal(logits(model, name), logits(fresh, name))
+
+
+def test_bert_tied_decoder_bias_survives_load(tmp_path: Path) -> None:
+    model = build("bert")
+    declare_ties(model)
+    with torch.no_grad():
+        model.cls.predictions.bias.add_(torch.arange(V, dtype=torch.float32))
+    tying.save(model, tmp_path / "bert.safetensors")
+    fresh = build("bert", seed=1)
+    tying.load(fresh, tmp_path / "bert.safetensors")
+    head = fresh.cls.predictions
+    assert head.decoder.bias is head.bias
+    assert torch.equal(head.decoder.bias, torch.arange(V, dtype=torch.float32))  # the bias was zero-initialised
+
+
+@pytest.mark.parametrize("name", ["gpt2", "t5"])
+def test_load_reads_save_pretrained_files_once_declared(name: str, tmp_path: Path) -> None:
+    model = build(name)
+    model.save_pretrained(tmp_path)  # drops the tied targets from model.safetensors
+    file = tmp_path / "model.safetensors"
+    assert not set(DECLARED[name]) & {t.name for t in tying.read_checkpoint(file).tensors}
+    with pytest.raises(tying.CheckpointError, match="missing key 'lm_head.weight'"):
+        tying.load(build(name, seed=1), file)  # nothing says where the dropped keys come from
+    fresh = build(name, seed=1)
+    declare_ties(fresh)
+    tying.load(fresh, file)
+    assert_same_state(model, fresh)
+    assert_tied(fresh, name)
+
+
+def test_from_pretrained_reads_a_tying_checkpoint(tmp_path: Path) -> None:
+    model = build("t5")
+    declare_ties(model)
+    model.config.save_pretrained(tmp_path)
+    tying.save(model, tmp_path / "model.safetensors")
+    loaded = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path)
+    assert_same_state(model, loaded)
+    assert_tied(loaded, "t5")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert", "t5", "llama"])
+def test_materialize_keeps_ties_where_to_empty_breaks_them(name: str, tmp_path: Path) -> None:
+    reference = build(name)
+    declare_ties(reference)
+    tying.save(reference, tmp_path / "ref.safetensors")
+
+    meta = build(name, device="meta")
+    declare_ties(meta)
+    assert_tied(meta, name)  # transformers ties on the meta device too
+    plain = copy.deepcopy(meta)
+
+    plain.to_empty(device="cpu")  # one new tensor per registration: untied
+    report = tying.verify(plain, raise_error=False)
+    assert {b.tie.target for b in report.broken} == set(DECLARED[name])
+    assert all(plain.get_parameter(t) is not plain.get_parameter(s) for t, s in DECLARED[name].items())
+    tying.retie(plain)
+    assert tying.verify(plain).ok
+
+    tying.materialize(meta, "cpu", init=meta._init_weights)  # each tie group allocated and initialised once
+    assert_tied(meta, name)
+    assert tying.verify(meta).ok
+    assert all(torch.isfinite(p).all() for p in meta.parameters())
+    tying.load(meta, tmp_path / "ref.safetensors")
+    # Non-persistent buffers (Llama's rotary inv_freq) come from _init_weights, not the file.
+    assert torch.equal(logits(reference, name), logits(meta, name))
+
+
+def _untied_llama_declared_tied(folder: Path) -> nn.Module:
+    """An untied Llama saved with a config that claims tie_word_embeddings=True (the merged-adapter
+    failure: two different matrices, a config that says they are one)."""
+    model = build("llama-untied")
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    return model
+
+
+def test_verify_reports_a_config_that_contradicts_the_weights(tmp_path: Path) -> None:
+    original = _untied_llama_declared_tied(tmp_path)
+    loaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path)  # warns and leaves them untied
+    assert torch.equal(loaded.lm_head.weight, original.lm_head.weight)
+    assert declared_ties(loaded) == DECLARED["llama"]
+    declare_ties(loaded)
+    [broken] = tying.verify(loaded, raise_error=False).broken
+    assert broken.tie.target == "lm_head.weight" and "different values" in broken.reason
+    with pytest.raises(tying.CheckpointError, match="declared ties are broken"):
+        tying.save(loaded, tmp_path / "inconsistent.safetensors")
+
+
+def _inspect(folder: Path) -> str:
+    result = runner.invoke(app, ["inspect", str(folder)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert", "t5", "bart", "llama"])
+def test_inspect_folder_reports_dropped_tie_targets(name: str, tmp_path: Path) -> None:
+    build(name).save_pretrained(tmp_path)
+    info = read_pretrained(tmp_path)
+    assert info.config_flags == {"tie_word_embeddings": True}
+    assert {t.target: t.source for t in info.ties} == DECLARED[name]
+    assert {t.status for t in info.ties} == {"dropped"}
+    assert info.missing == [] and info.unexpected == []
+    out = _inspect(tmp_path)
+    cls = type(build(name))
+    assert f"transformers checkpoint: {cls.__name__}" in out and "config tie flags: tie_word_embeddings=True" in out
+    assert f"class tied-weights keys (transformers {transformers.__version__}): {cls._tied_weights_keys!r}" in out
+    assert f"{len(DECLARED[name])} declared ties vs the files" in out
+    assert out.count("not stored: filled from its group on load") == len(DECLARED[name])
+
+
+def test_inspect_folder_flags_different_copies_and_untied_configs(tmp_path: Path) -> None:
+    _untied_llama_declared_tied(tmp_path / "lying")
+    [tie] = read_pretrained(tmp_path / "lying").ties
+    assert (tie.target, tie.status) == ("lm_head.weight", "different copies")
+    assert "stored twice with DIFFERENT values: the declared tie does not hold in this file" in _inspect(tmp_path / "lying")
+
+    build("llama-untied").save_pretrained(tmp_path / "untied")
+    info = read_pretrained(tmp_path / "untied")
+    assert info.config_flags == {"tie_word_embeddings": False} and info.ties == [] and info.missing == []
+    assert "no declared ties" in _inspect(tmp_path / "untied")
+
+
+def test_inspect_sharded_folder_and_missing_keys(tmp_path: Path) -> None:
+    build("gpt2").save_pretrained(tmp_path, max_shard_size="8KB")
+    info = read_pretrained(tmp_path)
+    assert len(info.files) > 1 and [t.status for t in info.ties] == ["dropped"]
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    del index["weight_map"]["transformer.wte.weight"]  # the tie's only stored member
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    info = read_pretrained(tmp_path)
+    assert [t.status for t in info.ties] == ["none stored"]
+    assert info.missing == ["transformer.wte.weight", "lm_head.weight"]
+    assert info.unexpected == []
+
+
+def test_inspect_folder_without_a_known_class_or_weights(tmp_path: Path) -> None:
+    build("gpt2").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["MyCustomLM"]}))
+    info = read_pretrained(tmp_path)
+    assert "no model class 'MyCustomLM'" in info.unresolved and info.ties == []
+    assert "declared ties not resolved" in _inspect(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "n_embd": 15}))  # GPT-2 needs n_embd % n_head == 0
+    assert read_pretrained(tmp_path).unresolved.startswith("cannot build GPT2LMHeadModel from config.json")
+    (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 1 and "tying never unpickles" in result.output
+
+
+class _ListFormLM(nn.Module):
+    """The transformers 4.x surface tying.hf reads: ``_tied_weights_keys`` lists targets only."""
+
+    _tied_weights_keys = ["lm_head.weight", r"predictions\.decoder\.bias"]
+
+    def __init__(self, tie_word_embeddings: bool) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(tie_word_embeddings=tie_word_embeddings)
+        self.embed = nn.Embedding(10, 4)
+        self.lm_head = nn.Linear(4, 10, bias=False)  # not tied by identity: the config says it should be
+        self.predictions = nn.Module()
+        self.predictions.bias = nn.Parameter(torch.zeros(10))
+        self.predictions.decoder = nn.Linear(4, 10)
+        self.predictions.decoder.bias = self.predictions.bias  # what 4.x's _tie_weights code does
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+
+def test_list_form_tied_weights_keys() -> None:
+    model = _ListFormLM(tie_word_embeddings=True)
+    assert declared_ties(model) == {"lm_head.weight": "embed.weight", "predictions.decoder.bias": "predictions.bias"}
+    declare_ties(model)
+    [broken] = tying.verify(model, raise_error=False).broken
+    assert broken.tie == tying.Tie("embed.weight", "lm_head.weight")
+    assert declared_ties(_ListFormLM(tie_word_embeddings=False)) == {"predictions.decoder.bias": "predictions.bias"}
+    with pytest.raises(TypeError, match="not a transformers model"):
+        declared_ties(nn.Linear(2, 2))
+
+
+def test_import_tying_without_transformers(tmp_path: Path) -> None:
+    build("gpt2").save_pretrained(tmp_path)
+    code = (
+        "import sys; sys.modules['transformers'] = None\n"  # makes `import transformers` fail
+        "import tying, tying.hf, tying.cli.main\n"
+        f"info = tying.hf.read_pretrained({str(tmp_path)!r})\n"
+        "assert info.unresolved.startswith('transformers is not installed'), info.unresolved\n"
+        "assert info.config_flags == {'tie_word_embeddings': True} and len(info.files) == 1\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
