@@ -29,7 +29,7 @@ def test_two_epochs_lower_validation_perplexity_and_record_everything(tiny_corpu
     first, second = (m["valid_ppl"] for m in record["history"])
     assert second < first
     assert read_metrics(tmp_path / "run") == json.loads(json.dumps(record))
-    assert record["recipe"]["loss"]["projection_penalty"] == 0.0075 and record["command"] == "tying lm train ..."
+    assert record["recipe"]["loss"]["projection_penalty"] == 1 / 5200 and record["command"] == "tying lm train ..."
     V = record["corpus"]["vocab_size"]
     assert record["unique_parameters"] == V * 16 + 4 * 16 * (16 + 16 + 2) + (16 * 16 + 16) + V
     assert record["test_ppl"] > 1 and "cores" in record["machine"]

@@ -26,7 +26,7 @@ def test_variants_inherit_the_base_schedule_and_change_one_thing() -> None:
     assert tied.train == base.train == tied_pr.train
     assert (base.train.epochs, base.train.lr, base.train.bptt, base.train.lr_decay, base.train.decay_start) == (13, 20.0, 20, 2.0, 4)
     assert {k: v for k, v in tied.model.items() if base.model.get(k) != v} == {"tie": True}
-    assert tied_pr.model["projection"] and tied_pr.loss.projection_penalty == 0.0075
+    assert tied_pr.model["projection"] and tied_pr.loss.projection_penalty == 1 / 5200
     assert (base.paper["test_ppl"], tied.paper["test_ppl"], tied_pr.paper["test_ppl"]) == (114.5, 112.4, 100.9)
     assert load_recipe("wikitext-2-small-tied").paper == {}  # reference numbers are never inherited
 

@@ -26,7 +26,7 @@ _FORMATS = {
 def render(info: CheckpointInfo, console: Console) -> None:
     """Print ``info`` as a summary line, a tensor table and a tie-group table."""
     stored = sum(t.nbytes for t in info.tensors)
-    console.print(f"[bold]{info.path}[/bold]")
+    console.print(f"[bold]{escape(str(info.path))}[/bold]")
     console.print(
         f"format: {_FORMATS[info.format]}\n"
         f"file: {info.file_size:,} bytes = 8 + header {info.header_size:,} + tensors {stored:,}"
@@ -39,7 +39,8 @@ def render(info: CheckpointInfo, console: Console) -> None:
         readers.setdefault(kept, []).append(dropped)
     for t in info.tensors:
         shape = "[" + ", ".join(map(str, t.shape)) + "]"
-        tensors.add_row(t.name, t.dtype, shape, _human(t.nbytes), ", ".join(readers.get(t.name, [])))
+        # Names come from the file: escaped, so a name like "[/]" prints as written, never as markup.
+        tensors.add_row(escape(t.name), t.dtype, shape, _human(t.nbytes), escape(", ".join(readers.get(t.name, []))))
     console.print(tensors)
 
     if info.spec is not None and info.spec.ties:
@@ -47,7 +48,7 @@ def render(info: CheckpointInfo, console: Console) -> None:
         for col in ("source (stored)", "targets", "transform"):
             table.add_column(col)
         for source, ties in info.spec.groups().items():
-            table.add_row(source, "\n".join(t.target for t in ties), "\n".join(t.transform or "-" for t in ties))
+            table.add_row(escape(source), escape("\n".join(t.target for t in ties)), "\n".join(t.transform or "-" for t in ties))
         console.print(table)
     groups = info.groups()
     if groups:
