@@ -99,6 +99,11 @@ class Seq2Seq(nn.Module):
         self.encoder = _Side(vocab, dim, out=False)
         self.decoder = _Side(vocab, dim, out=True)
 
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Decoder logits ``(B, T, vocab)`` for ``tgt`` given the mean source embedding."""
+        context = self.encoder.embed(src).mean(1, keepdim=True)
+        return self.decoder.out(torch.tanh(self.decoder.embed(tgt) + context))
+
 
 class AutoEncoder(nn.Module):
     """``Linear(d, h)`` encoder, ``Linear(h, d)`` decoder: the transposed tie."""
@@ -119,6 +124,11 @@ class Stack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n))
         self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return self.norm(x)
 
 
 def tied_lm(**kw) -> TinyLM:

@@ -16,6 +16,8 @@ from tying.core import BrokenTie, TieReport, Transpose, retie, tie, tie_transpos
 from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
 from tying.errors import CheckpointError, TieError, TieVerificationError
 from tying.materialize import materialize
+from tying.optim import count_parameters, param_groups, unique_parameters
+from tying.resize import ResizedParameter, VocabResize, resize_vocab
 from tying.spec import Tie, TieSpec, get_spec
 
 __version__ = "0.1.0"
@@ -25,6 +27,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointInfo",
     "LoadResult",
+    "ResizedParameter",
     "Summary",
     "SummaryRow",
     "Tie",
@@ -35,16 +38,21 @@ __all__ = [
     "TieSpec",
     "TieVerificationError",
     "Transpose",
+    "VocabResize",
+    "count_parameters",
     "find_ties",
     "get_spec",
     "load",
     "materialize",
+    "param_groups",
     "read_checkpoint",
+    "resize_vocab",
     "retie",
     "save",
     "summary",
     "tie",
     "tie_transposed",
+    "unique_parameters",
     "untie",
     "verify",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from dataclasses import dataclass
 
 from torch import nn
@@ -29,6 +30,23 @@ class ParamRef:
     name: str
     param: nn.Parameter
     parametrized: bool = False
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside ``torch.compile``, ``DistributedDataParallel`` and ``DataParallel``
+    wrappers (nested ones too). A wrapper holds the very same Parameters but prefixes every path
+    (``_orig_mod.``, ``module.``) and not the tie spec, so tying's functions act on what it wraps:
+    a wrapped model is verified, summarised and saved under the model's own paths."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+            continue
+        # Only ``torch.compile`` imports dynamo: when it is not loaded, nothing is compiled.
+        eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+        if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+            model = model._orig_mod
+            continue
+        return model
 
 
 def logical_path(key: str, model: nn.Module) -> str:

@@ -28,18 +28,19 @@ from safetensors import safe_open
 from torch import nn
 
 from tying._io import atomic_save_file
-from tying._paths import resolve
+from tying._paths import resolve, unwrap
 from tying.core import (
     _check_compatible,
     _check_target,
     _root,
     apply_transform,
+    require_intact,
     retie,
     target_state_key,
     tie,
     tie_transposed,
-    verify,
 )
+from tying.distributed import is_sharded, write_on_rank_zero
 from tying.errors import CheckpointError, TieError
 from tying.spec import SPEC_FORMAT_VERSION, Tie, TieSpec, get_spec
 
@@ -67,20 +68,32 @@ def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str
     as separate copies, with a warning. Raises :class:`CheckpointError` for a model whose declared
     ties are broken (call :func:`tying.retie` or :func:`tying.untie` first) or that holds meta
     tensors (call :func:`tying.materialize` first).
+
+    A model sharded with FSDP2 (``fully_shard``: DTensor parameters) is gathered one tensor at a
+    time, each tie group once, and rank 0 of the default process group writes the file: call
+    ``save`` on every rank (the gather is a collective); it returns on every rank once the file
+    is complete, and raises on every rank if rank 0 failed.
     """
+    model = unwrap(model)
     path = Path(path)
     if metadata is not None:
         bad = [k for k, v in metadata.items() if k in _RESERVED or not isinstance(k, str) or not isinstance(v, str)]
         if bad:
             raise CheckpointError(f"metadata for {str(path)!r}: keys {_RESERVED} are reserved and values must be strings; bad: {bad}")
     spec = get_spec(model)
-    broken = verify(model, raise_error=False).broken
-    if broken:
-        raise CheckpointError(
-            f"refusing to write {str(path)!r}: declared ties are broken ({'; '.join(map(str, broken))}); "
-            "call tying.retie(model) to restore them or tying.untie(model, path) to drop them"
-        )
-    state = model.state_dict()
+    require_intact(
+        model,
+        CheckpointError,
+        f"refusing to write {str(path)!r}",
+        "call tying.retie(model) to restore them or tying.untie(model, path) to drop them",
+    )
+    if is_sharded(model):
+        return write_on_rank_zero(model, lambda state: _write(state, spec, path, metadata), path)
+    return _write(model.state_dict(), spec, path, metadata)
+
+
+def _write(state: dict[str, torch.Tensor], spec: TieSpec, path: Path, metadata: dict[str, str] | None) -> Path:
+    """Store ``state`` (a ``state_dict``: aliased entries are written once) and ``spec`` at ``path``."""
     meta = [k for k, t in state.items() if t.device.type == "meta"]
     if meta:
         raise CheckpointError(
@@ -125,7 +138,7 @@ def _separate_overlapping(tensors: dict[str, torch.Tensor], path: Path) -> None:
             warnings.warn(
                 f"{str(path)!r}: {key!r} shares memory with {seen[sk]!r} but is a different view and not a declared tie; "
                 "it is saved as an independent copy",
-                stacklevel=3,
+                stacklevel=4,  # the caller of tying.save
             )
             tensors[key] = t.clone()
         else:
@@ -167,7 +180,34 @@ class CheckpointInfo:
         return [out[t.name] for t in self.tensors if t.name in out]
 
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+# safetensors dtypes that torch reads one element per element. The sub-byte F4/F6 types pack
+# several values into one torch element, so their torch shapes differ from the header's.
+_TORCH_DTYPES: dict[str, torch.dtype] = {
+    name: dtype
+    for name, dtype in {
+        "F64": torch.float64,
+        "F32": torch.float32,
+        "F16": torch.float16,
+        "BF16": torch.bfloat16,
+        "I64": torch.int64,
+        "I32": torch.int32,
+        "I16": torch.int16,
+        "I8": torch.int8,
+        "U64": torch.uint64,
+        "U32": torch.uint32,
+        "U16": torch.uint16,
+        "U8": torch.uint8,
+        "BOOL": torch.bool,
+        "C64": torch.complex64,
+        "F8_E4M3": torch.float8_e4m3fn,
+        "F8_E5M2": torch.float8_e5m2,
+        "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
+        "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
+        "F8_E8M0": getattr(torch, "float8_e8m0fnu", None),  # torch >= 2.7
+    }.items()
+    if dtype is not None
+}
+_DTYPE_BYTES = {name: dtype.itemsize for name, dtype in _TORCH_DTYPES.items()}
 
 
 def _sniff(path: Path, data: bytes) -> None:
@@ -192,11 +232,15 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
     or a plain state dict) without loading tensor data. Raises :class:`CheckpointError` naming the
     file for anything that is not a well-formed safetensors file (pickle included: never run)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no such checkpoint file: {str(path)!r}")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(9)
+    if not path.is_file():  # a folder or a FIFO (which would block a reader) is no checkpoint either
+        message = f"{str(path)!r} is not a regular file" if path.exists() else f"no such checkpoint file: {str(path)!r}"
+        raise CheckpointError(message)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     _sniff(path, head)
     if size < 8:
         raise CheckpointError(f"{str(path)!r} is not a safetensors file: {size} bytes, shorter than the 8-byte header length")
@@ -227,11 +271,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
     if _META_KEY in meta:
         try:
             data = json.loads(meta[_META_KEY])
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             spec = TieSpec.from_json(json.dumps({"version": data.get("version"), "ties": data.get("ties")}))
             aliases = data.get("aliases", {})
             if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
                 raise ValueError("'aliases' must map strings to strings")
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise CheckpointError(f"{str(path)!r}: malformed tying metadata: {exc}") from None
         fmt = "tying"
     else:
@@ -242,6 +288,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
             raise CheckpointError(f"{str(path)!r}: alias {dropped!r} refers to {kept!r}, which the file does not contain")
         if dropped in stored:
             raise CheckpointError(f"{str(path)!r}: {dropped!r} is both stored and declared an alias of {kept!r}")
+    for t in spec.ties if spec else []:
+        if t.source not in stored and t.source not in aliases:
+            raise CheckpointError(f"{str(path)!r}: the tie spec's source {t.source!r} (of {t.describe()!r}) is not in the file")
     return CheckpointInfo(path, size, n, tensors, aliases, spec, fmt, meta)
 
 
@@ -275,9 +324,16 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     ``strict=False`` is the explicit opt-out: missing keys keep the model's values, unexpected
     keys are ignored, dtypes are converted, disagreeing tied copies resolve to the source's
     values and the model's own declarations win over the file's; each is listed in
-    ``LoadResult.warnings`` and warned. Shape mismatches always fail.
+    ``LoadResult.warnings`` and warned. Shape mismatches always fail. Load into a model before
+    sharding it with FSDP2; a sharded model is refused.
     """
+    model = unwrap(model)
     path = Path(path)
+    if is_sharded(model):
+        raise CheckpointError(
+            f"cannot load {str(path)!r} into a sharded (DTensor) model: load it into the model before fully_shard, "
+            "or use torch.distributed.checkpoint.state_dict.set_model_state_dict"
+        )
     info = read_checkpoint(path)
     problems: list[str] = []
     tolerated: list[str] = []
@@ -330,6 +386,9 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
             (tolerated if not strict else problems).append(f"missing key {key!r}")
             continue
         ti = stored[name]
+        if ti.dtype not in _TORCH_DTYPES:  # refused even when not strict: it cannot be converted
+            problems.append(f"{key!r}: the file holds {ti.dtype} (as {name!r}), which torch cannot read as {list(ti.shape)}")
+            continue
         if tuple(value.shape) != ti.shape:
             problems.append(f"{key!r}: the file holds shape {list(ti.shape)} (as {name!r}), the model {list(value.shape)}")
             continue
@@ -350,9 +409,7 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
                 if name is None or src_name is None or name == src_name:
                     continue
                 used.add(name)
-                src_val = apply_transform(transform, f.get_tensor(src_name))
-                val = f.get_tensor(name)
-                if val.shape != src_val.shape or not torch.equal(val, src_val):
+                if _copies_differ(f, stored, name, src_name, transform):
                     (tolerated if not strict else problems).append(
                         f"the model ties {t.describe()!r} but the file's copies {name!r} and {src_name!r} differ "
                         "(the source's values are used)"
@@ -382,18 +439,18 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     )
 
 
-_ST_DTYPES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
+def _copies_differ(f: safe_open, stored: dict[str, TensorInfo], name: str, src_name: str, transform: str | None) -> bool:
+    """Whether the stored tensor ``name`` is not the stored ``src_name`` read through ``transform``.
+    Without reading them: copies of different dtypes or of a dtype torch cannot read differ, and so
+    do copies of a source the transform does not apply to (a transpose of fewer than 2 dimensions)."""
+    copy, src = stored[name], stored[src_name]
+    if copy.dtype != src.dtype or copy.dtype not in _TORCH_DTYPES or (transform is not None and len(src.shape) < 2):
+        return True
+    val, src_val = f.get_tensor(name), apply_transform(transform, f.get_tensor(src_name))
+    return val.shape != src_val.shape or not torch.equal(val, src_val)
+
+
+_ST_DTYPES = {dtype: name for name, dtype in _TORCH_DTYPES.items()}
 
 
 def _st_dtype(dtype: torch.dtype) -> str:

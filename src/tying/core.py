@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tying._paths import ParamRef, logical_path, parametrized_key, resolve
+from tying._paths import ParamRef, logical_path, parametrized_key, resolve, unwrap
 from tying.errors import TieError, TieVerificationError
 from tying.spec import Tie, TieSpec, _spec_for_update, get_spec
 
@@ -193,6 +193,7 @@ def tie(model: nn.Module, source: str, *targets: str) -> None:
     """
     if not targets:
         raise TieError(f"tying.tie(model, {source!r}) names no target; pass one or more target paths")
+    model = unwrap(model)
     spec = get_spec(model)
     root = _root(spec, source, "tie")
     src = resolve(model, root)
@@ -227,6 +228,7 @@ def tie_transposed(model: nn.Module, source: str, target: str) -> None:
     target's module is unchanged and ``state_dict`` shows the tie as a shared tensor
     (``<target module>.parametrizations.<name>.original``).
     """
+    model = unwrap(model)
     spec = get_spec(model)
     root = _root(spec, source, "tie")
     src = resolve(model, root)
@@ -255,6 +257,7 @@ def untie(model: nn.Module, path: str) -> None:
     A path shared by object identity without a declaration (``b.weight = a.weight``) is untied
     the same way.
     """
+    model = unwrap(model)
     spec = get_spec(model)
     declared = spec.source_of(path)
     readers = spec.targets_of(path)
@@ -296,6 +299,7 @@ def retie(model: nn.Module) -> None:
     :func:`tying.load` and ``load_state_dict`` (through a hook the first tie installs) call it
     for you. The source's current values win.
     """
+    model = unwrap(model)
     for t in get_spec(model).ties:
         src = resolve(model, t.source)
         ref = resolve(model, t.target)
@@ -384,6 +388,7 @@ def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
     """
     from tying.discovery import find_ties
 
+    model = unwrap(model)
     spec = get_spec(model)
     report = TieReport()
     for t in spec.ties:
@@ -398,6 +403,14 @@ def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
     if raise_error and not report.ok:
         raise TieVerificationError(f"{type(model).__name__}: tie verification failed\n{report}")
     return report
+
+
+def require_intact(model: nn.Module, error: type[Exception], doing: str, fix: str) -> None:
+    """Raise ``error("<doing>: declared ties are broken (<each broken tie>); <fix>")`` unless every
+    declared tie of ``model`` holds (undeclared sharing is not checked)."""
+    broken = verify(model, raise_error=False).broken
+    if broken:
+        raise error(f"{doing}: declared ties are broken ({'; '.join(map(str, broken))}); {fix}")
 
 
 def _declared_root(spec: TieSpec, path: str) -> str:

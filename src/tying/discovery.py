@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tying._paths import _PARAMETRIZED_KEY, logical_path
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+from tying._paths import _PARAMETRIZED_KEY, logical_path, unwrap
 from tying.core import Transpose
 
 __all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary"]
@@ -58,8 +60,14 @@ def _via(key: str, model: nn.Module) -> str:
 
 
 def _has_storage(t: torch.Tensor) -> bool:
-    # Meta, XLA and ZeRO-partitioned tensors have no comparable address: identity only.
-    return t.device.type in ("cpu", "cuda", "mps") and t.numel() > 0 and t.untyped_storage().data_ptr() != 0
+    # Meta, XLA and ZeRO-partitioned tensors have no comparable address, nor have wrapper
+    # subclasses such as FSDP2's DTensor shards (their storage is not accessible): identity only.
+    return (
+        t.device.type in ("cpu", "cuda", "mps")
+        and not is_traceable_wrapper_subclass(t)
+        and t.numel() > 0
+        and t.untyped_storage().data_ptr() != 0
+    )
 
 
 def _byte_range(t: torch.Tensor) -> tuple[int, int]:
@@ -94,6 +102,7 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
     compare and are grouped by identity only. Deterministic: groups ordered by their first path,
     members in ``named_parameters`` order.
     """
+    model = unwrap(model)
     keys: list[tuple[str, nn.Parameter]] = list(model.named_parameters(remove_duplicate=False))
     by_object: dict[int, list[int]] = {}
     for i, (_, p) in enumerate(keys):
@@ -236,6 +245,7 @@ def summary(model: nn.Module) -> Summary:
     """Count parameters with duplicates (every ``state_dict`` entry, as naive counts do) and
     unique (each shared tensor once; overlapping memory once), the bytes tying saves, and one
     row per tie group from :func:`find_ties`. ``print(summary(model))`` gives an aligned table."""
+    model = unwrap(model)
     entries = list(model.named_parameters(remove_duplicate=False))
     total = sum(p.numel() for _, p in entries)
     total_bytes = sum(p.numel() * p.element_size() for _, p in entries)

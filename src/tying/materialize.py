@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from tying._paths import unwrap
 from tying.core import retie
 from tying.spec import get_spec
 
@@ -44,6 +45,7 @@ def materialize(
     empty, as ``to_empty`` does: modules re-create them in ``reset_parameters`` or a checkpoint
     fills them. Returns ``model``.
     """
+    inner = unwrap(model)  # a torch.compile / DDP wrapper's paths carry a prefix the spec lacks
     device = torch.device(device)
     new: dict[int, torch.Tensor] = {}
 
@@ -54,16 +56,16 @@ def materialize(
         return new[id(t)]
 
     with torch.no_grad():
-        for module in model.modules():
+        for module in inner.modules():
             for name, p in module._parameters.items():
                 if p is not None:
                     module._parameters[name] = moved(p)
             for name, b in module._buffers.items():
                 if b is not None:
                     module._buffers[name] = moved(b)
-    retie(model)
+    retie(inner)
     if init:
-        _init_once(model, init if callable(init) else _reset)
+        _init_once(inner, init if callable(init) else _reset)
     return model
 
 

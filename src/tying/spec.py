@@ -15,6 +15,8 @@ from typing import Literal
 
 from torch import nn
 
+from tying._paths import unwrap
+
 #: Transforms a target may apply to its source. ``None``: the target *is* the source.
 Transform = Literal["transpose"] | None
 TRANSFORMS: tuple[str, ...] = ("transpose",)
@@ -109,8 +111,9 @@ class TieSpec:
 
 
 def get_spec(model: nn.Module) -> TieSpec:
-    """The tie spec declared on ``model`` (empty if none; not attached until a tie is declared)."""
-    spec = getattr(model, _SPEC_ATTR, None)
+    """The tie spec declared on ``model`` (empty if none; not attached until a tie is declared).
+    A ``torch.compile`` / DDP wrapper answers for the model it wraps."""
+    spec = getattr(unwrap(model), _SPEC_ATTR, None)
     return spec if isinstance(spec, TieSpec) else TieSpec()
 
 

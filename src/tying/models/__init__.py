@@ -1,5 +1,6 @@
 """Models that use weight tying, each readable top to bottom in one file."""
 
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
+from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 
-__all__ = ["LSTMConfig", "LSTMLanguageModel", "LSTMState"]
+__all__ = ["LSTMConfig", "LSTMLanguageModel", "LSTMState", "TransformerConfig", "TransformerLanguageModel"]
