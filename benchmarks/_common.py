@@ -8,14 +8,15 @@ from collections.abc import Callable
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Time each function ``repeats`` times, alternating A, B, A, B ... so drifts in machine
-    speed hit every variant alike. Returns the seconds of each run per name."""
+    """Time each function ``repeats`` times, interleaved (A, B, B, A, A, B ...) so drifts in
+    machine speed and cache effects hit every variant alike. Returns the seconds of each run per name."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    for r in range(repeats):
+        # Reverse the order every other repeat, so no variant always runs right after the same one.
+        for name, fn in list(fns.items())[:: 1 if r % 2 == 0 else -1]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
