@@ -30,8 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.console import Console
 from rich.table import Table
@@ -40,6 +38,7 @@ from tying._io import atomic_write_text
 from tying.data import Corpus, load_corpus
 from tying.recipes.config import Recipe, builtin_recipes
 from tying.recipes.lm import read_metrics, resolve_corpus, train_lm
+from tying.training.report import new_figure
 
 __all__ = ["train_command", "run_recipes", "report_rows", "write_report", "update_results_doc"]
 
@@ -206,14 +205,8 @@ def _csv(records: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _figure() -> Figure:
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    FigureCanvasAgg(fig)  # a bare Figure with the Agg canvas: no pyplot state, no display
-    return fig
-
-
 def _plots(records: Sequence[dict[str, Any]], prefix: Path, title: str) -> None:
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for r in records:
         ax.plot([m["epoch"] for m in r["history"]], [m["valid_ppl"] for m in r["history"]], marker="o", label=r["name"])
@@ -223,7 +216,7 @@ def _plots(records: Sequence[dict[str, Any]], prefix: Path, title: str) -> None:
     ax.legend()
     fig.savefig(f"{prefix}-valid-ppl.png", dpi=120, metadata={"Software": None})
 
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for r in records:
         ax.scatter(r["unique_parameters"] / 1e6, r["test_ppl"])

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from tying.training.trainer import TrainResult
 
-__all__ = ["Run", "comparison_rows", "comparison_table", "comparison_markdown", "plot_valid_ppl"]
+__all__ = ["Run", "comparison_rows", "comparison_table", "comparison_markdown", "new_figure", "plot_valid_ppl"]
 
 
 @dataclass
@@ -71,11 +71,16 @@ def comparison_markdown(runs: Sequence[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_valid_ppl(runs: Sequence[Run], path: str | os.PathLike[str], title: str = "") -> Path:
-    """Write a PNG of validation perplexity per epoch, one line per run."""
-    # A bare Figure with the Agg canvas: no pyplot global state, no display needed.
+def new_figure() -> Figure:
+    """A bare 6.4 x 4 inch Figure with the Agg canvas: no pyplot global state, no display needed."""
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_valid_ppl(runs: Sequence[Run], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Write a PNG of validation perplexity per epoch, one line per run."""
+    fig = new_figure()
     ax = fig.add_subplot()
     for run in runs:
         epochs = [m["epoch"] for m in run.result.history]
