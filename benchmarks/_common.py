@@ -25,3 +25,9 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over repeats of ``a[r] / b[r]``: each pair ran back to back in one repeat of
+    :func:`interleaved`, so slow drifts of the machine cancel within the pair."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
