@@ -3,9 +3,19 @@ a result file records exactly how to reproduce it (whatever launched the process
 
 from __future__ import annotations
 
+import os
 import shlex
+from pathlib import Path
 
 import typer
+
+
+def _word(value: object) -> str:
+    # An absolute path inside the working directory is recorded relative to it, so a record made
+    # by a script that passed absolute paths still reads as a command to run from the checkout.
+    if isinstance(value, Path) and value.is_absolute() and value.is_relative_to(Path.cwd()):
+        return os.path.relpath(value)
+    return str(value)
 
 
 def invoked_command(ctx: typer.Context) -> str:
@@ -20,7 +30,7 @@ def invoked_command(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name or "")
         if value is None or value == param.default or value in ((), []):
             continue
-        values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        values = [_word(v) for v in value] if isinstance(value, (list, tuple)) else [_word(value)]
         if param.param_type_name == "argument":
             words += values
         elif getattr(param, "is_flag", False):
