@@ -218,6 +218,125 @@ def test_materialize_keeps_ties_where_to_empty_breaks_them(name: str, tmp_path: 
     assert torch.equal(logits(reference, name), logits(meta, name))
 
 
+# --------------------------------------------------------------------------- vocabulary resizing
+
+_VOCAB_BIASES = ("cls.predictions.bias", "final_logits_bias")  # BERT's tied bias, the seq2seq logit bias buffer
+
+
+def _resizable(name: str) -> nn.Module:
+    """``build(name)`` with its vocabulary biases made non-zero (they start at zero), so that kept
+    and new entries are told apart."""
+    model = build(name)
+    with torch.no_grad():
+        for key, t in [*model.named_parameters(), *model.named_buffers()]:
+            if key in _VOCAB_BIASES:
+                t.copy_(torch.randn(t.shape, generator=torch.Generator().manual_seed(3)))
+    return model
+
+
+def _vocab_sizes(config) -> dict[str, int]:
+    return {k: getattr(config, k) for k in ("vocab_size", "decoder_vocab_size") if hasattr(config, k)}
+
+
+def _assert_resized(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], old: int, new: int) -> set[str]:
+    """Every tensor equal, or resized along one dimension from ``old`` to ``new`` with its kept
+    entries exact; returns the resized keys."""
+    assert before.keys() == after.keys()
+    resized = set()
+    for k, a in before.items():
+        b = after[k]
+        if a.shape == b.shape:
+            assert torch.equal(a, b), k
+            continue
+        [dim] = [d for d in range(a.dim()) if a.shape[d] != b.shape[d]]
+        assert (a.shape[dim], b.shape[dim]) == (old, new), k
+        keep = min(old, new)
+        assert torch.equal(a.narrow(dim, 0, keep), b.narrow(dim, 0, keep)), k
+        resized.add(k)
+    return resized
+
+
+@pytest.mark.parametrize("new", [70, 30], ids=["grow", "shrink"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_resize_vocab_keeps_ties_kept_rows_and_logits(name: str, new: int, tmp_path: Path) -> None:
+    model = _resizable(name)
+    declare_ties(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    objects = list(model.parameters())
+    old_logits = logits(model, name)
+
+    result = tying.resize_vocab(model, new)
+
+    assert result.old_size == V and result.new_size == new
+    assert all(a is b for a, b in zip(model.parameters(), objects, strict=True))  # in place: no Parameter replaced
+    assert_tied(model, name)
+    assert tying.verify(model).ok
+    resized = _assert_resized(before, model.state_dict(), V, new)
+    vocab = {"final_logits_bias"} if name in ("bart", "marian") else set()
+    assert [p.paths for p in result.buffers] == [(k,) for k in sorted(vocab)]
+    assert resized == {k for p in (*result.parameters, *result.buffers) for k in p.paths}
+    assert _vocab_sizes(model.config) == dict.fromkeys(_vocab_sizes(model.config), new)
+    # The kept tokens' logits are unchanged (their rows, biases included, are), new ones appear;
+    # up to float32 rounding: a matrix product with another number of output rows may block its
+    # reductions differently.
+    new_logits = logits(model, name)
+    assert new_logits.shape == (*old_logits.shape[:-1], new)
+    keep = min(V, new)
+    torch.testing.assert_close(new_logits[..., :keep], old_logits[..., :keep], rtol=1e-6, atol=1e-6)
+    # transformers' losses reshape the logits by the config's vocabulary size.
+    batch = inputs(name)
+    labels = torch.full_like(batch.get("decoder_input_ids", batch["input_ids"]), new - 1)
+    assert torch.isfinite(model(**batch, labels=labels).loss)
+
+    path = tying.save(model, tmp_path / "resized.safetensors")
+    torch.manual_seed(1)
+    fresh = type(model)(model.config).eval()  # the updated config builds the new shapes
+    tying.load(fresh, path)
+    assert_same_state(model, fresh)
+    assert_tied(fresh, name)
+    assert torch.equal(logits(fresh, name), new_logits)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_resize_vocab_resizes_what_resize_token_embeddings_does(name: str) -> None:
+    """transformers' own resize (new modules, re-tied by ``tie_weights``) as the reference: the same
+    shapes, the same ties, the same config sizes and the same kept values."""
+    ours, theirs = _resizable(name), _resizable(name)
+    tying.resize_vocab(ours, 70)
+    theirs.resize_token_embeddings(70, mean_resizing=False)
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    for k, v in a.items():  # both built from one seed: equal but for the new entries
+        kept = tuple(slice(0, V) if n == 70 else slice(None) for n in v.shape)
+        assert torch.equal(v[kept], b[k][kept]), k
+    assert [g.paths for g in tying.find_ties(ours)] == [g.paths for g in tying.find_ties(theirs)]
+    assert _vocab_sizes(ours.config) == _vocab_sizes(theirs.config)
+
+
+def test_resize_vocab_updates_a_composite_models_text_config() -> None:
+    """Llava keeps its vocabulary size in ``config.text_config`` (the root config has none)."""
+    text = transformers.LlamaConfig(**_LLAMA, tie_word_embeddings=True)
+    vision = transformers.CLIPVisionConfig(
+        hidden_size=D, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=8, patch_size=4
+    )
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=V - 1, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = transformers.LlavaForConditionalGeneration(config).eval()
+    declare_ties(model)
+    ids = torch.tensor([[3, 7, 1, 4, 9]])
+    with torch.no_grad():
+        old_logits = model(input_ids=ids).logits
+    assert not hasattr(model.config, "vocab_size") and model.config.text_config.vocab_size == V
+
+    result = tying.resize_vocab(model, 60)
+    assert [p.paths for p in result.parameters] == [("model.language_model.embed_tokens.weight", "lm_head.weight")]
+    assert model.config.text_config.vocab_size == 60 and model.model.language_model.vocab_size == 60
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight and tying.verify(model).ok
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits[..., :V], old_logits, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(model(input_ids=ids, labels=torch.full_like(ids, 59)).loss)
+
+
 def _untied_llama_declared_tied(folder: Path) -> nn.Module:
     """An untied Llama saved with a config that claims tie_word_embeddings=True (the merged-adapter
     failure: two different matrices, a config that says they are one)."""

@@ -12,11 +12,13 @@ middle of training (a resumed run reproduces the uninterrupted run's per-step lo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -549,7 +551,12 @@ for line in sys.stdin:
         time.sleep(float(fraction) * (time.monotonic() - start))
     else:
         before = set(os.listdir(folder))
-        while not any(n.startswith(temporary) for n in set(os.listdir(folder)) - before):
+        while not (new := [n for n in set(os.listdir(folder)) - before if n.startswith(temporary)]):
+            pass
+        try:  # ... and has data in it
+            while not os.listdir(os.path.join(folder, new[0])):
+                pass
+        except FileNotFoundError:  # that save completed first
             pass
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
@@ -561,13 +568,17 @@ for line in sys.stdin:
 """
 
 
+# What a killed save leaves: its temporary folder (see tying._io.atomic_write).
+_TEMPORARY = re.compile(r"\.ckpt\.safetensors\.tying-tmp-[0-9a-f]{8}")
+
+
 def test_kill_9_during_save_leaves_a_complete_checkpoint(tmp_path) -> None:
     """SIGKILL a process in the middle of repeated tying.save calls to one path, eight times: the
     file there is always a complete checkpoint, the one before the save in flight or the one it
-    wrote, and loads exactly. A kill during a write leaves temporary files behind — tying's
-    ``.ckpt.safetensors.<random>.tmp`` and the ``.tmp<random>`` that safetensors' ``save_file``
-    writes before renaming it onto tying's (partial data, up to a checkpoint's size): nothing
-    reads them and later saves succeed, but nothing removes them either."""
+    wrote, and loads exactly. A kill during a write leaves its temporary folder behind,
+    ``.ckpt.safetensors.tying-tmp-<8 hex>`` (partial data, up to a checkpoint's size; safetensors'
+    own ``.tmp<random>`` file is inside it), and nothing else; the next save to the path (the next
+    trial's, in another process) removes it."""
     V, D = 20_000, 64  # 5 MB
     path = tmp_path / "ckpt.safetensors"
     server = subprocess.Popen(
@@ -575,7 +586,6 @@ def test_kill_9_during_save_leaves_a_complete_checkpoint(tmp_path) -> None:
     )
     embed = torch.randn(V, D, generator=torch.Generator().manual_seed(0))
     rng = random.Random(0)
-    leftovers: list[str] = []
     interrupted_writes = 0
     try:
         assert server.stdout.readline() == "ready\n"
@@ -594,13 +604,56 @@ def test_kill_9_during_save_leaves_a_complete_checkpoint(tmp_path) -> None:
             tying.load(model, path)
             assert model.head.weight is model.embed.weight
             assert torch.equal(model.embed.weight, embed) and torch.equal(model.head.bias, torch.full((V,), float(k)))
-            before, leftovers = leftovers, sorted(p.name for p in tmp_path.iterdir() if p != path)
-            assert all(n.startswith((".ckpt.safetensors.", ".tmp")) for n in leftovers), leftovers
-            interrupted_writes += mid_write and len(leftovers) > len(before)
+            # At most the killed save's folder: the previous trial's went with this trial's first save.
+            leftovers = [p for p in tmp_path.iterdir() if p != path]
+            assert len(leftovers) <= 1 and all(_TEMPORARY.fullmatch(p.name) and p.is_dir() for p in leftovers), leftovers
+            interrupted_writes += mid_write and len(leftovers) == 1
     finally:
         server.stdin.close()
         server.wait(timeout=60)
     assert interrupted_writes >= 1  # (a rename may just beat an aimed kill, but not four times)
+    tying.save(model, path, metadata={"label": "final"})  # the next successful save cleans up
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    fresh = nn.ModuleDict({"embed": nn.Embedding(V, D), "head": nn.Linear(D, V)})
+    tying.load(fresh, path)
+    assert fresh.head.weight is fresh.embed.weight and torch.equal(fresh.embed.weight, embed)
+    assert tying.read_checkpoint(path).metadata["label"] == "final"
+
+
+def test_a_save_removes_only_the_stale_temporary_folders_of_its_own_path(tmp_path) -> None:
+    """What a killed save left for this path goes; a live writer's folder, another path's, and
+    anything merely named like ours (a file, a link, another suffix) stay."""
+    path = tmp_path / "ckpt.safetensors"
+    stale = tmp_path / ".ckpt.safetensors.tying-tmp-0123abcd"
+    live = tmp_path / ".ckpt.safetensors.tying-tmp-89abcdef"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "ckpt.safetensors").write_bytes(b"partial")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_bytes(b"keep")
+    kept = [
+        tmp_path / ".ckpt.safetensors.tying-tmp-0123ABCD",  # not a name we make
+        tmp_path / ".other.safetensors.tying-tmp-0123abcd",  # another path's
+        tmp_path / ".tmpAbC123",  # safetensors' own temporary name
+    ]
+    for folder in kept:
+        folder.mkdir()
+    (tmp_path / ".ckpt.safetensors.tying-tmp-fedcba98").write_bytes(b"a file")
+    (tmp_path / ".ckpt.safetensors.tying-tmp-76543210").symlink_to(elsewhere)
+    kept += [tmp_path / ".ckpt.safetensors.tying-tmp-fedcba98", tmp_path / ".ckpt.safetensors.tying-tmp-76543210", elsewhere]
+
+    lock = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a writer in another process holds it
+        tying.save(_model(), path)
+    finally:
+        os.close(lock)
+    assert not stale.exists() and live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, live.name, *(p.name for p in kept)])
+    assert (elsewhere / "precious").read_bytes() == b"keep"
+    tying.save(_model(), path)  # the writer is gone now
+    assert not live.exists() and all(p.exists() for p in kept)
 
 
 # --------------------------------------------------------------------------- kill -9 while training

@@ -1,7 +1,9 @@
 """Property-based tests: random module trees (nested ModuleDict / ModuleList of Linear, Embedding
 and LayerNorm with small, often coinciding shapes), random tie specs (n-ary identity ties and
-transposed ties), random sequences of operations. After every step: ``tying.verify`` passes,
-every declared target is its source (or reads its transpose), and every value is what it was.
+transposed ties), random sequences of operations (save/load, deepcopy, ``.to(dtype)``,
+materialize, ``load_state_dict(assign=True)``, untie, break and retie, ``tying.resize_vocab``,
+``torch.compile``). After every step: ``tying.verify`` passes, every declared target is its source
+(or reads its transpose), and every value is what it was (or, after a resize, its kept part is).
 
 Example counts scale with the hypothesis profile loaded in ``tests/conftest.py``
 (``HYPOTHESIS_PROFILE=ci`` by default; ``HYPOTHESIS_PROFILE=long`` for many more).
@@ -18,6 +20,7 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch._dynamo.testing import CompileCounterWithBackend
 
 import tying
 from tying import TieError
@@ -75,13 +78,45 @@ def _build_node(node) -> nn.Module:
     return nn.ModuleDict({k: _build_node(c) for k, c in node[1]})
 
 
+WIDTH = 8  # of the forward's input: wider than any Linear, resized ones included
+
+
+class Tree(nn.ModuleDict):
+    """The root of a random tree. Its forward runs every leaf, sized by the modules' current
+    attributes (which ``resize_vocab`` updates), and returns every output."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                outs.append(m(x[:, : m.in_features]))
+            elif isinstance(m, nn.Embedding):
+                outs.append(m(torch.arange(m.num_embeddings)))
+            elif isinstance(m, nn.LayerNorm):
+                outs.append(m(x[:, : m.normalized_shape[0]]))
+        return outs
+
+
 def build(tree, seed: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> nn.Module:
     """The same tree always has the same paths and shapes; ``seed`` decides the values."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with torch.device(device):
-            model = _build_node(tree)
+            model = Tree(_build_node(tree))
     return model.to(dtype)
+
+
+def describe(module: nn.Module):
+    """The tree ``module`` is now: what :func:`build` takes to make another one of its shapes."""
+    if isinstance(module, nn.Linear):
+        return ("linear", module.in_features, module.out_features, module.bias is not None)
+    if isinstance(module, nn.Embedding):
+        return ("embedding", module.num_embeddings, module.embedding_dim)
+    if isinstance(module, nn.LayerNorm):
+        return ("norm", *module.normalized_shape)
+    if isinstance(module, nn.ModuleList):
+        return ("list", tuple(describe(c) for c in module))
+    return ("dict", tuple((k, describe(c)) for k, c in module.items()))
 
 
 def declare(model: nn.Module, ties) -> None:
@@ -266,12 +301,85 @@ def op_break_and_retie(data, model) -> None:
     tying.retie(model)  # idempotent
 
 
+def op_resize(data, model, tree, expected):
+    """``tying.resize_vocab`` on the rows of a random embedding, to a random size: returns the
+    resized model and its tree. It works on a copy, which is dropped when the tie group reaches a
+    LayerNorm (through a Linear's bias): resize_vocab resizes its parameters but cannot update
+    its ``normalized_shape``, and no vocabulary is tied to a LayerNorm."""
+    assert describe(model) == tree
+    embeddings = sorted(f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding))
+    if not embeddings:
+        return model, tree
+    path = data.draw(st.sampled_from(embeddings), label="resize")
+    size = data.draw(st.integers(1, 6), label="new_size")
+    resized = copy.deepcopy(model)
+    objects = [p for _, p in resized.named_parameters(remove_duplicate=False)]
+    spec = list(tying.get_spec(resized).ties)
+    result = tying.resize_vocab(resized, size, paths={path: 0})  # rows as the embedding reads them
+    norms = {f"{n}.{p}" for n, m in resized.named_modules() if isinstance(m, nn.LayerNorm) for p in ("weight", "bias")}
+    if any(norms.intersection(r.paths) for r in result.parameters):
+        event("resize: dropped, a LayerNorm is in the group")
+        return model, tree
+    # In place: the same Parameter objects, the same spec.
+    assert all(a is b for (_, a), b in zip(resized.named_parameters(remove_duplicate=False), objects, strict=True))
+    assert tying.get_spec(resized).ties == spec
+    # Each resized Parameter is listed once, with every path that reads it (its whole tie group).
+    groups = {p: set(g.paths) for g in tying.find_ties(resized) for p in g.paths}
+    for r in result.parameters:
+        assert len(set(r.paths)) == len(r.paths) and set(r.paths) == groups.get(r.paths[0], {r.paths[0]})
+    assert any(path in r.paths for r in result.parameters)
+    transposed = {t.target for t in spec if t.transform}
+    for r in result.parameters:
+        assert r.old_shape[r.dim] == result.old_size and r.new_shape[r.dim] == size
+        plain = next(p for p in r.paths if p not in transposed)  # the Parameter's own layout
+        old = expected[plain].movedim(r.dim, 0)
+        keep = min(len(old), size)
+        new = read(resized, plain).movedim(r.dim, 0)
+        # Kept entries exact; new ones the mean of the old (the default init), one draw for the group.
+        assert new.shape == (size, *old.shape[1:])
+        assert torch.equal(new[:keep], old[:keep])
+        assert torch.equal(new[keep:], old.mean(0, keepdim=True).expand(size - keep, *old.shape[1:]))
+        for p in r.paths:
+            expected[p] = read(resized, p).detach().clone()
+    return resized, describe(resized)
+
+
+def op_compile(model, tree, dtype, expected, folder: Path, step: int):
+    """``torch.compile`` (aot_eager: dynamo and AOTAutograd, without code generation, so eager's
+    exact numbers): outputs and gradients equal eager's, and tying's functions see through the
+    compiled wrapper. Returns the model loaded from the wrapper's checkpoint."""
+    torch._dynamo.reset()  # a fresh cache: a hit recompile limit would silently run eager
+    backend = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=backend)
+    x = torch.randn(2, WIDTH, generator=torch.Generator().manual_seed(step)).to(dtype)
+    runs = []
+    for module in (model, compiled):
+        outs = module(x)
+        sum((o.float() ** 2).sum() for o in outs).backward()
+        runs.append(([o.detach() for o in outs], [p.grad for p in model.parameters()]))
+        model.zero_grad(set_to_none=True)
+    assert backend.frame_count >= 1  # it did compile
+    (eager_outs, eager_grads), (outs, grads) = runs
+    assert len(outs) == len(eager_outs) and all(torch.equal(a, b) for a, b in zip(outs, eager_outs, strict=True))
+    # One gradient per tie group, summed over its uses in another order than eager's: equal to rounding.
+    for a, b in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert tying.verify(compiled, raise_error=False).ok
+    assert tying.find_ties(compiled) == tying.find_ties(model)
+    # The wrapper's checkpoint is the model's (safetensors orders the metadata at random: compare it read).
+    path = tying.save(compiled, folder / f"c{step}.safetensors")
+    ours, eager = tying.read_checkpoint(path), tying.read_checkpoint(tying.save(model, folder / f"e{step}.safetensors"))
+    assert (ours.tensors, ours.aliases, ours.spec, ours.metadata) == (eager.tensors, eager.aliases, eager.spec, eager.metadata)
+    fresh = build(tree, seed=1000 + step, dtype=dtype)
+    tying.load(torch.compile(fresh, backend=backend), path)  # lazy: loading compiles nothing
+    return fresh
+
+
 # --------------------------------------------------------------------------- properties
 
 
-@_settings(3.0)
-@given(tree=TREES, data=st.data())
-def test_random_ties_survive_random_operations(tree, data) -> None:
+def run(tree, data, steps) -> None:
+    """Build ``tree``, declare random ties, apply ``steps`` and check the invariants after each."""
     model = build(tree, seed=0)
     draw_ties(data, model)
     paths = [p for p, _ in model.named_parameters(remove_duplicate=False)]
@@ -282,7 +390,6 @@ def test_random_ties_survive_random_operations(tree, data) -> None:
     event(f"declared ties: {min(len(ties), 3)}{'+' if len(ties) >= 3 else ''}")
     event(f"transposed ties: {'yes' if any(t.transform for t in ties) else 'no'}")
     check(model, expected)
-    steps = data.draw(st.lists(st.sampled_from([*OPS, "untie", "retie"]), min_size=1, max_size=5), label="ops")
     with tempfile.TemporaryDirectory() as tmp:
         for step, op in enumerate(steps):
             event(f"op: {getattr(op, '__name__', op)}")
@@ -290,11 +397,32 @@ def test_random_ties_survive_random_operations(tree, data) -> None:
                 op_untie(data, model)
             elif op == "retie":
                 op_break_and_retie(data, model)
+            elif op == "resize":
+                model, tree = op_resize(data, model, tree, expected)
             else:
-                if getattr(op, "dtype", None) is not None:
-                    dtype = op.dtype
+                dtype = getattr(op, "dtype", dtype)
                 model = op(model, tree, dtype, expected, Path(tmp), step)
             check(model, expected)
+
+
+# "resize" first: hypothesis draws the first choices more often, and a resize changes the most.
+STEPS = st.sampled_from(["resize", *OPS, "untie", "retie"])
+
+
+@_settings(3.0)
+@given(tree=TREES, data=st.data())
+def test_random_ties_survive_random_operations(tree, data) -> None:
+    run(tree, data, data.draw(st.lists(STEPS, min_size=1, max_size=5), label="ops"))
+
+
+# A compile costs about half a second (dynamo and AOTAutograd tracing): a few examples, each
+# compiling once somewhere in a random sequence of the other operations.
+@_settings(0.1)
+@given(tree=TREES, data=st.data())
+def test_random_ties_survive_torch_compile(tree, data) -> None:
+    steps = data.draw(st.lists(STEPS, max_size=3), label="ops")
+    at = data.draw(st.integers(0, len(steps)), label="compile at")
+    run(tree, data, [*steps[:at], op_compile, *steps[at:]])
 
 
 @_settings(1.0)

@@ -256,12 +256,44 @@ def test_naming_a_linear_weight_drags_its_bias_along() -> None:
 
 def test_a_mutable_config_is_updated_and_another_vocab_size_left(models) -> None:
     m = models.tied_lm(vocab=11)
-    m.config = SimpleNamespace(vocab_size=11, hidden=4)
+    m.config = SimpleNamespace(vocab_size=11, decoder_vocab_size=11, hidden=4)
     tying.resize_vocab(m, 15)
-    assert m.config == SimpleNamespace(vocab_size=15, hidden=4)
+    assert m.config == SimpleNamespace(vocab_size=15, decoder_vocab_size=15, hidden=4)
     m.config.vocab_size = 99  # not the model's size: not ours to change
     tying.resize_vocab(m, 16)
     assert m.config.vocab_size == 99
+
+
+def test_an_embedding_reading_the_vocabulary_transposed_gets_its_embedding_dim() -> None:
+    m = nn.Module()
+    m.emb = nn.Embedding(6, 3)
+    m.codes = nn.Embedding(3, 6)  # one row per feature over the vocabulary
+    tying.tie_transposed(m, "emb.weight", "codes.weight")
+    tying.resize_vocab(m, 8, paths=["emb.weight"])
+    assert (m.codes.num_embeddings, m.codes.embedding_dim) == (3, 8) and m.codes.weight.shape == (3, 8)
+    assert m.codes(torch.tensor([2])).shape == (1, 8)
+
+
+def test_a_vocabulary_buffer_is_resized_with_the_parameters() -> None:
+    """transformers' seq2seq models add a ``final_logits_bias`` buffer of shape (1, V) to the logits."""
+    m = GPTish(vocab=12)
+    m.register_buffer("final_logits_bias", torch.arange(12.0).unsqueeze(0))
+    m.register_buffer("other_bias", torch.zeros(1, 12))  # not a known vocabulary buffer: left alone
+    buffer = m.final_logits_bias
+    seen = []
+
+    def init(path: str, old: torch.Tensor, new: torch.Tensor) -> None:
+        seen.append((path, tuple(old.shape), tuple(new.shape)))
+        new.fill_(-1.0)
+
+    result = tying.resize_vocab(m, 14, init=init)
+    assert result.buffers == (ResizedParameter(("final_logits_bias",), 1, (1, 12), (1, 14)),)
+    assert m.final_logits_bias is buffer and "final_logits_bias" in m.state_dict()
+    assert torch.equal(buffer, torch.cat([torch.arange(12.0), torch.tensor([-1.0, -1.0])]).unsqueeze(0))
+    assert seen == [("final_logits_bias", (12, 1), (2, 1)), ("wte.weight", (12, 5), (2, 5))]
+    assert m.other_bias.shape == (1, 12)
+    tying.resize_vocab(m, 10, paths=["wte.weight"])  # named parameters bring it along too
+    assert torch.equal(m.final_logits_bias, torch.arange(10.0).unsqueeze(0))
 
 
 # --------------------------------------------------------------------------- gradients, training, checkpoints
@@ -522,7 +554,7 @@ def test_init_that_raises_leaves_the_model_unchanged(models, snapshot) -> None:
 def test_any_sequence_of_resizes_keeps_the_common_prefix_and_every_tie(old: int, sizes: list[int], kind: str) -> None:
     dim = 25  # no Linear of the model has a vocabulary-sized output by accident
     build = {"bias": lambda: MLMHead(old, dim), "transposed": lambda: OneHotIn(old, dim)}
-    m = build.get(kind, lambda: GPTish(old, 3, dim))()
+    m = build.get(kind, lambda: GPTish(old, 25, dim))()  # as many positions as words would be ambiguous
     if kind == "untied":
         tying.untie(m, "lm_head.weight")
         del m.wpe  # one embedding left: no ambiguity

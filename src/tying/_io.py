@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,34 +13,87 @@ import torch
 from safetensors.torch import save_file
 
 
+# Temporary folders are named ``.<file name>.tying-tmp-<8 hex digits>``, beside the file they write.
+_MARK = ".tying-tmp-"
+_RANDOM = re.compile(r"[0-9a-f]{8}")
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Create the file at ``path`` with ``write(temporary_path)`` so that a crash at any moment
     leaves either the previous file or the complete new one under that name, never a partial file.
 
-    The data goes to a temporary file in the same folder (same file system, so the rename is
-    atomic), is fsynced, renamed over ``path`` with :func:`os.replace`, and the folder is fsynced
-    so the rename itself survives a power loss.
+    The data goes to a private temporary folder beside ``path`` (same file system, so the rename is
+    atomic), ``.<name>.tying-tmp-<8 hex digits>``, which holds everything the write creates — also
+    the temporary file that safetensors' ``save_file`` writes beside its target and renames. The
+    file is fsynced, renamed over ``path`` with :func:`os.replace`, the folder is removed and the
+    parent folder fsynced so the rename itself survives a power loss. A process killed mid-write
+    (``kill -9``, a power loss) leaves its temporary folder behind: the next write to ``path``
+    removes every such folder for ``path`` that no live writer holds (each writer holds an
+    exclusive ``flock`` on its folder, which the kernel releases when the process dies), and
+    nothing else. POSIX only.
     """
+    import fcntl  # POSIX only, like fsyncing a folder
+
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    _remove_stale(folder, path.name)  # first: a disk filled by killed writes has room again
+    tmp_folder = _make_temporary_folder(folder, path.name)
+    lock = os.open(tmp_folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        # A cleaner that locked and removed the folder between mkdir and here makes this write
+        # fail (FileNotFoundError below), never the file at ``path``.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            tmp = tmp_folder / path.name
+            write(str(tmp))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp_folder, ignore_errors=True)
+    finally:
+        os.close(lock)
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     return path
+
+
+def _make_temporary_folder(folder: Path, name: str) -> Path:
+    while True:
+        tmp = folder / f".{name}{_MARK}{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(mode=0o700)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _remove_stale(folder: Path, name: str) -> None:
+    """Remove the temporary folders of writes to ``folder / name`` whose writer is gone: named as
+    :func:`atomic_write` names them, a real folder (not a link), and not locked by a live writer."""
+    import fcntl
+
+    prefix = f".{name}{_MARK}"
+    for entry in os.scandir(folder):
+        if not (entry.name.startswith(prefix) and _RANDOM.fullmatch(entry.name[len(prefix) :])):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # a file or a link of that name, or already gone: not ours to remove
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live writer
+            continue
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def atomic_save_file(

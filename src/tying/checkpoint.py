@@ -9,10 +9,11 @@ of aliased ``state_dict`` entries is stored once. The header metadata holds, und
      "aliases": {"decoder.weight": "encoder.weight", ...}}   # state_dict key not stored -> key stored
 
 ``ties`` is the model's declared spec (:class:`tying.spec.TieSpec`); ``aliases`` covers every
-deduplicated ``state_dict`` key, declared or not. Guarantees: the file is written to a temporary
-file in the same folder, fsynced and renamed, so a crash never leaves a partial file under the
-final name; its size is the unique tensor bytes plus the header; loading never unpickles
-anything and changes nothing in the model unless every check passes.
+deduplicated ``state_dict`` key, declared or not. Guarantees: the file is written in a temporary
+folder beside it, fsynced and renamed, so a crash never leaves a partial file under the final
+name (the next save to that path removes what a killed one left); its size is the unique tensor
+bytes plus the header; loading never unpickles anything and changes nothing in the model unless
+every check passes.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _alias_key(t: torch.Tensor) -> tuple[object, ...]:
 
 def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
     """Write ``model``'s ``state_dict`` to a safetensors file, each tie group once, with the tie
-    spec (and transforms) in the header metadata; crash-safe (temporary file, fsync, rename).
+    spec (and transforms) in the header metadata; crash-safe (temporary folder, fsync, rename:
+    :func:`tying._io.atomic_write`).
 
     ``metadata`` adds string entries to the header (the keys ``"tying"`` and ``"format"`` are
     reserved). Distinct Parameters that merely overlap in memory (undeclared views) are written

@@ -28,7 +28,8 @@ from tying.spec import get_spec
 __all__ = ["resize_vocab", "VocabResize", "ResizedParameter", "RowInit"]
 
 #: ``init(path, old, new)``: fill ``new`` (the new rows, vocabulary dimension first) in place,
-#: given ``old`` (the existing rows, vocabulary dimension first) of the Parameter at ``path``.
+#: given ``old`` (the existing rows, vocabulary dimension first) of the Parameter (or vocabulary
+#: buffer) at ``path``.
 RowInit = Callable[[str, torch.Tensor, torch.Tensor], None]
 
 # (module type, parameter name, dimension as the module reads it) -> the attribute holding that
@@ -36,11 +37,23 @@ RowInit = Callable[[str, torch.Tensor, torch.Tensor], None]
 # (a Linear's weight rows and its bias), and the attribute is set to the new size.
 _SIZE_ATTRIBUTES: dict[tuple[type[nn.Module], str, int], str] = {
     (nn.Embedding, "weight", 0): "num_embeddings",
+    (nn.Embedding, "weight", 1): "embedding_dim",  # an embedding reading a vocabulary matrix transposed
     (nn.EmbeddingBag, "weight", 0): "num_embeddings",
+    (nn.EmbeddingBag, "weight", 1): "embedding_dim",
     (nn.Linear, "weight", 0): "out_features",
     (nn.Linear, "weight", 1): "in_features",
     (nn.Linear, "bias", 0): "out_features",
 }
+
+
+# Buffers holding the vocabulary dimension, by name -> that dimension. Buffers tie to nothing, so
+# no tie group leads to them: the transformers seq2seq family (BART, mBART, Marian, Pegasus,
+# Blenderbot, ...) adds ``final_logits_bias`` of shape (1, V) to the logits outside any module.
+_VOCAB_BUFFERS: dict[str, int] = {"final_logits_bias": -1}
+
+# Config entries holding the vocabulary size (Marian's ``decoder_vocab_size``: its output vocabulary,
+# which its loss reads).
+_CONFIG_KEYS = ("vocab_size", "decoder_vocab_size")
 
 
 def _size_attribute(module: nn.Module, name: str, dim: int) -> str | None:
@@ -68,6 +81,8 @@ class VocabResize:
     parameters: tuple[ResizedParameter, ...]
     #: ``"<path>: <state key>"`` for each optimizer state tensor resized.
     optimizer_state: tuple[str, ...] = ()
+    #: Vocabulary buffers resized (``final_logits_bias``), recorded like parameters.
+    buffers: tuple[ResizedParameter, ...] = ()
 
 
 @dataclass
@@ -221,24 +236,34 @@ def resize_vocab(
     * with ``paths=[...]``: the named parameters along dimension 0 of the Parameter's own layout
       (a transposed target thus names its source's rows), or ``paths={path: dim}`` along
       dimension ``dim`` *as that path reads it*; plus their tie groups and module companions as
-      above. All must have the same size.
+      above. All must have the same size;
+    * either way, known vocabulary *buffers* whose vocabulary dimension has the old size: the
+      ``final_logits_bias`` of shape ``(1, V)`` that transformers' BART, mBART, Marian, Pegasus
+      and Blenderbot add to the logits (a buffer ties to nothing, so it is found by name).
 
-    Module attributes follow (``num_embeddings``; ``out_features`` or ``in_features``), and a
-    ``model.config`` whose ``vocab_size`` is the old size (a Hugging Face config, a dataclass;
-    a frozen one is replaced with :func:`dataclasses.replace`) gets the new size. The tie spec
-    is unchanged: it names paths, not sizes.
+    Module attributes follow (``num_embeddings`` or ``embedding_dim``; ``out_features`` or
+    ``in_features``). So does the configuration, as transformers' ``resize_token_embeddings``
+    updates it: each of ``vocab_size`` and ``decoder_vocab_size`` (Marian's output vocabulary)
+    that holds the old size in ``model.config`` — a Hugging Face config or a dataclass (a frozen
+    one is replaced with :func:`dataclasses.replace`) — and, for a composite transformers config,
+    in its text sub-config (``config.get_text_config()``, e.g. Llava's ``text_config``), and the
+    ``vocab_size`` attribute of each module reading one of those configs. The losses of
+    transformers models read the config, and ``type(model)(model.config)`` builds a model of the
+    new shapes (to load a checkpoint of the resized model into). The tie spec is unchanged: it
+    names paths, not sizes.
 
     **Values.** The first :math:`\min(V, V')` entries along the vocabulary dimension keep their
-    exact values (shrinking keeps the first ``new_size`` tokens). New entries are initialised once
-    per Parameter, so a tie group's new rows are one draw that every member reads. By default
-    each new entry is the **mean of the existing entries** along the vocabulary dimension: a new
-    embedding row is the average embedding and a new output bias the average bias, so a new
-    token's logit starts at the average logit rather than a random, possibly dominant, one
-    (Hewitt 2021, "Initializing new word embeddings for pretrained language models"), and the
-    result is deterministic. ``init(path, old, new)`` replaces it: called once per resized
-    Parameter with its canonical path (the declared source, else the first path), the existing
-    entries and the new ones (views, vocabulary dimension first), it fills ``new`` in place —
-    e.g. ``lambda path, old, new: new.normal_(0, float(old.std()))``. An embedding's
+    exact values (shrinking keeps the first ``new_size`` tokens), so the logits of the kept tokens
+    do not change. New entries are initialised once per Parameter (and buffer), so a tie group's
+    new rows are one draw that every member reads. By default each new entry is the **mean of
+    the existing entries** along the vocabulary dimension: a new embedding row is the average
+    embedding and a new output bias the average bias, so a new token's logit starts at the
+    average logit rather than a random, possibly dominant, one (Hewitt 2021, "Initializing new
+    word embeddings for pretrained language models"), and the result is deterministic.
+    ``init(path, old, new)`` replaces it: called once per resized Parameter with its canonical
+    path (the declared source, else the first path) and once per resized buffer with its path,
+    the existing entries and the new ones (views, vocabulary dimension first), it fills ``new``
+    in place — e.g. ``lambda path, old, new: new.normal_(0, float(old.std()))``. An embedding's
     ``padding_idx`` row is kept; shrinking below it is an error. An existing ``.grad`` is resized
     like the values, with zeros for the new entries.
 
@@ -255,6 +280,10 @@ def resize_vocab(
 
     All checks run, and all new tensors (``init`` included) are computed, before the model is
     changed. Returns a :class:`VocabResize`; :func:`tying.verify` holds afterwards as before.
+
+    Unlike transformers' ``resize_token_embeddings``, which builds new modules and re-ties them
+    with ``tie_weights`` (only the ties the model declares), no Parameter is replaced, so every
+    tie holds — declared or not — and so do optimizer references and hooks.
 
     Raises:
         ValueError: ``new_size < 1``; no vocabulary-sized parameter; embeddings it cannot tell
@@ -331,16 +360,31 @@ def _apply(
                     f"set padding_idx to None or a row below {new_size} first"
                 )
 
+    buffers = [
+        (name, buffer, dim % buffer.dim())
+        for name, buffer in model.named_buffers()
+        if (dim := _VOCAB_BUFFERS.get(name.rpartition(".")[2])) is not None
+        and buffer.dim() > 0
+        and buffer.shape[dim] == old_size
+    ]
+
+    def fill(path: str) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        return _mean_rows if init is None else (lambda old, new: init(path, old, new))
+
     # Compute everything before changing anything.
     shapes = [tuple(param.shape) for param, _, _ in plan]
+    buffer_shapes = [tuple(buffer.shape) for _, buffer, _ in buffers]
     values: list[torch.Tensor] = []
+    buffer_values: list[torch.Tensor] = []
     grads: list[torch.Tensor | None] = []
     state: list[tuple[dict, str, str, torch.Tensor]] = []
+    configs, readers = _vocab_configs(model, old_size)
     with torch.no_grad():
+        for name, buffer, dim in buffers:
+            buffer_values.append(_resized(buffer, dim, new_size, fill(name)))
         for param, dim, paths in plan:
             canonical = paths[0]
-            fill = _mean_rows if init is None else (lambda old, new, path=canonical: init(path, old, new))
-            values.append(_resized(param.detach(), dim, new_size, fill))
+            values.append(_resized(param.detach(), dim, new_size, fill(canonical)))
             grads.append(None if param.grad is None else _resized(param.grad, dim, new_size, None))
             entries = optimizer.state.get(param, {}) if optimizer is not None else {}
             for key, value in entries.items():
@@ -367,14 +411,17 @@ def _apply(
             attribute = _size_attribute(s.module, s.name, s.read_dim(dim))
             if attribute is not None:
                 setattr(s.module, attribute, new_size)
+    for (_, buffer, _), value in zip(buffers, buffer_values, strict=True):
+        buffer.data = value  # the same tensor object, like the parameters
     for entries, key, _, value in state:
         entries[key] = value
-    config = getattr(model, "config", None)
-    if getattr(config, "vocab_size", None) == old_size:
+    for config, key in configs:
         try:
-            config.vocab_size = new_size  # type: ignore[union-attr]
-        except dataclasses.FrozenInstanceError:
-            model.config = dataclasses.replace(config, vocab_size=new_size)  # type: ignore[type-var]
+            setattr(config, key, new_size)
+        except dataclasses.FrozenInstanceError:  # a frozen dataclass: only ever ``model.config`` itself
+            model.config = dataclasses.replace(model.config, **{key: new_size})
+    for module in readers:
+        module.vocab_size = new_size
     return VocabResize(
         old_size,
         new_size,
@@ -383,4 +430,35 @@ def _apply(
             for (param, dim, paths), shape in zip(plan, shapes, strict=True)
         ),
         tuple(f"{canonical}: {key}" for _, key, canonical, _ in state),
+        tuple(
+            ResizedParameter((name,), dim, shape, tuple(buffer.shape))
+            for (name, buffer, dim), shape in zip(buffers, buffer_shapes, strict=True)
+        ),
     )
+
+
+def _vocab_configs(model: nn.Module, old_size: int) -> tuple[list[tuple[object, str]], list[nn.Module]]:
+    """``(config, key)`` for each vocabulary size entry holding ``old_size`` in ``model.config`` and,
+    where a composite transformers config keeps the vocabulary, its text sub-config (Llava's
+    ``text_config``: what ``config.get_text_config()`` returns, as transformers'
+    ``resize_token_embeddings`` updates); and the modules reading one of those configs whose own
+    ``vocab_size`` attribute is ``old_size`` (transformers models copy it from their config)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return [], []
+    configs = [config]
+    get_text_config = getattr(config, "get_text_config", None)
+    if callable(get_text_config):
+        try:
+            text = get_text_config()
+        except ValueError:  # several text sub-configs: transformers cannot tell either; the root's only
+            text = config
+        if text is not config:
+            configs.append(text)
+    entries = [(c, key) for c in configs for key in _CONFIG_KEYS if getattr(c, key, None) == old_size]
+    readers = [
+        m
+        for m in model.modules()
+        if any(getattr(m, "config", None) is c for c in configs) and getattr(m, "vocab_size", None) == old_size
+    ]
+    return entries, readers
