@@ -13,7 +13,8 @@ The naive ``F.linear`` + ``F.cross_entropy`` materialises the :math:`N\times V` 
 gradient (about 1 GB each for N = 8192, V = 33,278 in fp32). Here the tokens are processed one
 chunk of :math:`C` rows at a time and the gradients are finished in the forward pass:
 :math:`\partial H_c = G_c E`, :math:`\partial E \mathrel{+}= G_c^\top H_c`, :math:`\partial b \mathrel{+}= \mathbf 1^\top G_c`,
-so the peak extra memory is one :math:`C\times V` block plus :math:`\partial E` and :math:`\partial H`,
+so the peak extra memory is two :math:`C\times V` blocks (the logits while their log-softmax is
+taken) plus :math:`\partial E` and :math:`\partial H`,
 and ``backward`` only scales them by the incoming gradient. The weight's gradient flows through
 autograd into the one shared Parameter, where it adds to the embedding lookup's gradient.
 """
