@@ -216,11 +216,15 @@ def test_load_file_written_by_safetensors_save_model(models, tmp_path) -> None:
     result = tying.load(m, path)
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert m.head.weight is m.embed.weight and torch.equal(m.embed.weight, src.embed.weight)
-    # Into a plain untied model: both copies filled from the one stored tensor.
+    # Into a plain untied model: the file stores the two entries as one tensor, so the model gets
+    # one tensor back (it used to get two equal copies that drift apart in training).
     plain = models.TinyLM()
-    tying.load(plain, path)
+    result = tying.load(plain, path)
     assert torch.equal(plain.head.weight, src.embed.weight) and torch.equal(plain.embed.weight, src.embed.weight)
-    assert plain.head.weight is not plain.embed.weight  # the file records no declared tie
+    assert plain.head.weight is plain.embed.weight
+    assert [t.describe() for t in result.applied_ties] == ["embed.weight -> head.weight"]
+    assert [t.describe() for t in tying.get_spec(plain).ties] == ["embed.weight -> head.weight"]
+    tying.verify(plain)
 
 
 def test_load_save_model_file_of_transposed_tie(models, tmp_path) -> None:
@@ -409,7 +413,7 @@ def test_load_refuses_file_tie_onto_foreign_parametrization_before_changing_anyt
             m,
             path,
             snapshot,
-            r"cannot apply the file's tie '2\.weight -> 3\.weight': '3\.weight' is computed by a parametrization",
+            r"cannot apply the file's tie '2\.weight -> 3\.weight': target '3\.weight' is computed by a parametrization",
             strict=strict,
         )
     assert m[1].weight is not m[0].weight

@@ -688,8 +688,15 @@ def test_error_target_is_source(models) -> None:
         tying.tie(models.TinyLM(), "embed.weight", "embed.weight")
     m = models.Stack()
     tying.tie(m, "layers.0.weight", "layers.1.weight")
-    with pytest.raises(TieError, match="to itself"):
-        tying.tie(m, "layers.1.weight", "layers.0.weight")  # resolves to layers.0 -> layers.0
+    # The reverse of a declared tie names the existing tie (it once said "cannot tie ... to itself").
+    with pytest.raises(
+        TieError,
+        match=r"'layers\.1\.weight' and 'layers\.0\.weight' are tied already: 'layers\.0\.weight -> layers\.1\.weight' "
+        r"is declared; to make 'layers\.1\.weight' the source, call tying\.untie",
+    ):
+        tying.tie(m, "layers.1.weight", "layers.0.weight")
+    with pytest.raises(TieError, match="tied already"):
+        tying.tie_transposed(m, "layers.1.weight", "layers.0.weight")
 
 
 def test_error_no_targets(models) -> None:

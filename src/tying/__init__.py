@@ -12,13 +12,14 @@ transposed between an autoencoder's encoder and decoder.
 """
 
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
-from tying.core import BrokenTie, TieReport, Transpose, retie, tie, tie_transposed, untie, verify
+from tying.core import BrokenTie, TieReport, retie, tie, tie_transposed, untie, verify
 from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
 from tying.errors import CheckpointError, TieError, TieVerificationError
-from tying.materialize import materialize
+from tying.materialize import empty_parameters, materialize
 from tying.optim import count_parameters, param_groups, unique_parameters
 from tying.resize import ResizedParameter, VocabResize, resize_vocab
 from tying.spec import Tie, TieSpec, get_spec
+from tying.transforms import Transpose
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "Transpose",
     "VocabResize",
     "count_parameters",
+    "empty_parameters",
     "find_ties",
     "get_spec",
     "load",

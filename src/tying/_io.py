@@ -38,6 +38,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {str(path)!r}: it is a folder; name a file in it, e.g. {str(path / 'model.safetensors')!r}")
     _remove_stale(folder, path.name)  # first: a disk filled by killed writes has room again
     tmp_folder = _make_temporary_folder(folder, path.name)
     lock = os.open(tmp_folder, os.O_RDONLY | os.O_DIRECTORY)

@@ -71,10 +71,49 @@ def parameter_paths(model: nn.Module) -> list[str]:
 
 
 def _unknown(model: nn.Module, path: str, detail: str) -> TieError:
-    names = parameter_paths(model)
+    # Paths inside a parametrization of several tensors are refused by ``resolve``: never suggest one.
+    names = [p for p in parameter_paths(model) if ".parametrizations." not in f".{p}"]
     close = difflib.get_close_matches(path, names, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return TieError(f"no parameter {path!r} in {type(model).__name__}: {detail}{hint}")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One slot ``module._parameters[name]`` holding ``param``, and every ``state_dict`` key that
+    reaches it (several when the module is registered under several paths, e.g. ``nn.Sequential(l, l)``
+    or a shared submodule). Initialising, moving or resizing a Parameter acts on its slots, once each."""
+
+    module: nn.Module
+    name: str
+    param: nn.Parameter
+    keys: tuple[str, ...]
+
+
+def registrations(model: nn.Module) -> list[Registration]:
+    """Every Parameter slot of ``model`` once, in ``named_parameters`` order, with the keys reaching it.
+    A parametrization's ``original`` is a slot of its ``ParametrizationList``."""
+    slots: dict[tuple[int, str], tuple[nn.Module, str, nn.Parameter, list[str]]] = {}
+    for mod_path, module in model.named_modules(remove_duplicate=False):
+        for name, p in module._parameters.items():
+            if p is not None:
+                key = f"{mod_path}.{name}" if mod_path else name
+                slots.setdefault((id(module), name), (module, name, p, []))[3].append(key)
+    order = {k: i for i, (k, _) in enumerate(model.named_parameters(remove_duplicate=False))}
+    out = [Registration(m, n, p, tuple(keys)) for m, n, p, keys in slots.values()]
+    return sorted(out, key=lambda r: order.get(r.keys[0], len(order)))
+
+
+def slot_aliases(model: nn.Module, path: str) -> list[str]:
+    """The other parameter paths that name the very slot ``path`` names (its module is registered
+    under several paths), in ``named_parameters`` order."""
+    ref = resolve(model, path)
+    owner = ref.owner.parametrizations[ref.name] if ref.parametrized else ref.owner
+    name = "original" if ref.parametrized else ref.name
+    for r in registrations(model):
+        if r.module is owner and r.name == name:
+            return [p for p in dict.fromkeys(logical_path(k, model) for k in r.keys) if p != path]
+    return []
 
 
 def resolve(model: nn.Module, path: str) -> ParamRef:

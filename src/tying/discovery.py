@@ -9,9 +9,10 @@ from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tying._paths import _PARAMETRIZED_KEY, logical_path, unwrap
-from tying.core import Transpose
+from tying._unionfind import UnionFind
+from tying.transforms import is_tying_parametrization
 
-__all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary"]
+__all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary", "format_bytes"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class TieMember:
 
     ``via`` says how the path reaches the group's data:
     ``"parameter"`` — it holds the shared Parameter object itself;
-    ``"transpose"`` — tying's :class:`~tying.core.Transpose` parametrization reads it transposed;
+    ``"transpose"`` — tying's :class:`~tying.transforms.Transpose` parametrization reads it transposed
+    (in general the name of the transform, :data:`tying.transforms.TRANSFORMS`);
     ``"parametrization:<Names>"`` — another parametrization reads it;
     ``"view"`` / ``"transposed view"`` / ``"overlapping view"`` — a *distinct* Parameter over the
     same memory (a "fake tie": identity checks miss it, and optimizers treat it as separate).
@@ -52,11 +54,10 @@ def _via(key: str, model: nn.Module) -> str:
     if match is None:
         return "parameter"
     owner = model.get_submodule(match.group("owner") or "")
-    plist = owner.parametrizations[match.group("name")]
-    names = [type(p).__name__ for p in plist]
-    if not match.group("index") and all(isinstance(p, Transpose) for p in plist):
-        return "transpose"
-    return "parametrization:" + "+".join(names)
+    transform = is_tying_parametrization(owner, match.group("name"))
+    if not match.group("index") and transform is not None:
+        return transform
+    return "parametrization:" + "+".join(type(p).__name__ for p in owner.parametrizations[match.group("name")])
 
 
 def _has_storage(t: torch.Tensor) -> bool:
@@ -111,14 +112,7 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
     param_of = {id(p): p for _, p in keys}
 
     # Union distinct objects whose memory overlaps (same storage, intersecting byte ranges).
-    parent = {o: o for o in objects}
-
-    def find(o: int) -> int:
-        while parent[o] != o:
-            parent[o] = parent[parent[o]]
-            o = parent[o]
-        return o
-
+    sets = UnionFind(objects)
     by_storage: dict[tuple[str, int], list[int]] = {}
     for o in objects:
         p = param_of[o]
@@ -130,17 +124,13 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
         for o in spans:
             lo, hi = _byte_range(param_of[o])
             if head is not None and lo < end:
-                parent[find(o)] = find(head)
+                sets.union([head, o])
                 end = max(end, hi)
             else:
                 head, end = o, hi
 
-    components: dict[int, list[int]] = {}
-    for o in objects:
-        components.setdefault(find(o), []).append(o)
-
     groups: list[TieGroup] = []
-    for objs in components.values():
+    for objs in sets.groups().values():
         indices = sorted(i for o in objs for i in by_object[o])
         if len(indices) < 2:
             continue
@@ -212,7 +202,7 @@ class Summary:
                 ", ".join(p if v == "parameter" else f"{p} ({v})" for p, v in zip(r.paths, r.vias, strict=True)),
                 "x".join(map(str, r.shape)),
                 f"{r.numel:,}",
-                _human(r.bytes_saved),
+                format_bytes(r.bytes_saved),
             )
             for i, r in enumerate(self.rows, 1)
         ]
@@ -228,12 +218,13 @@ class Summary:
         lines += [
             f"parameters (with duplicates, as in state_dict): {self.total_parameters:,}",
             f"unique parameters:                              {self.unique_parameters:,}",
-            f"bytes saved by tying:                           {_human(self.bytes_saved)}",
+            f"bytes saved by tying:                           {format_bytes(self.bytes_saved)}",
         ]
         return "\n".join(lines)
 
 
-def _human(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """``n`` bytes for people: ``"512 B"``, ``"1.5 KiB"``, ``"3.2 GiB"`` (binary units)."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
