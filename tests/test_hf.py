@@ -521,3 +521,11 @@ def test_meta_build_materialize_load_gives_the_original_logits(name: str, tmp_pa
     seq2seq = name in ("t5", "bart", "marian")
     assert torch.equal(logits(original, "bart" if seq2seq else name), logits(model, "bart" if seq2seq else name))
     assert {g.paths[0]: g.paths for g in tying.find_ties(model)} == {g.paths[0]: g.paths for g in tying.find_ties(original)}
+
+
+def test_folder_without_config_points_at_its_safetensors_files(tmp_path: Path) -> None:
+    tying.save(nn.Linear(2, 2), tmp_path / "a.safetensors")
+    with pytest.raises(tying.CheckpointError, match=r"has no config\.json.*it holds a\.safetensors: inspect a file itself, e\.g\. tying inspect '.*a\.safetensors'"):
+        read_pretrained(tmp_path)
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code != 0 and "a.safetensors" in result.output
