@@ -64,9 +64,9 @@ def test_assignment_table(n: int, m: int, strategy: str, expected: tuple[int, ..
 
 
 @st.composite
-def _requests(draw: st.DrawFn) -> tuple[int, int, str]:
+def _requests(draw: st.DrawFn, max_layers: int = 48) -> tuple[int, int, str]:
     strategy = draw(st.sampled_from(["sequence", "cycle", "cycle_rev"]))
-    n = draw(st.integers(1, 48))
+    n = draw(st.integers(1, max_layers))
     divisors = [d for d in range(1, n + 1) if n % d == 0]
     m = draw(st.sampled_from(divisors) if strategy != "cycle" else st.integers(1, n))
     return n, m, strategy
@@ -231,6 +231,20 @@ class _Blocks(nn.Module):
         for layer in self.layers:
             x = x + torch.tanh(layer(x))
         return x
+
+
+@given(_requests(max_layers=12), st.booleans())
+def test_any_valid_request_shares_exactly_the_assigned_layers(request: tuple[int, int, str], share_norms: bool) -> None:
+    n, m, strategy = request
+    model = _Blocks(n=n, dim=2)
+    share_layers(model, "layers", unique=m, strategy=strategy, share_norms=share_norms)  # type: ignore[arg-type]
+    a = layer_assignment(n, m, strategy)  # type: ignore[arg-type]
+    for i in range(n):
+        for j in range(n):
+            assert (model.layers[i][1].weight is model.layers[j][1].weight) == (a[i] == a[j])
+            assert (model.layers[i][0].weight is model.layers[j][0].weight) == (i == j or (share_norms and a[i] == a[j]))
+    assert layer_sharing(model) == ([LayerSharing("layers", a, share_norms)] if m < n else [])
+    tying.verify(model)
 
 
 def test_compiled_model_gives_eager_losses_and_gradients() -> None:

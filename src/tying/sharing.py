@@ -160,8 +160,7 @@ def _layer_params(layer: nn.Module) -> dict[str, tuple[nn.Parameter, bool]]:
     return {
         f"{mod_name}.{name}" if mod_name else name: (p, is_norm(module))
         for mod_name, module in layer.named_modules(remove_duplicate=False)
-        for name, p in module._parameters.items()
-        if p is not None
+        for name, p in module.named_parameters(recurse=False, remove_duplicate=False)
     }
 
 
