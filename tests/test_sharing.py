@@ -256,12 +256,16 @@ def test_compiled_model_gives_eager_losses_and_gradients() -> None:
     share_layers(compiled_model, "layers", unique=2, strategy="cycle_rev")
     compiled = torch.compile(compiled_model, backend="aot_eager", fullgraph=True)
     x = torch.randn(5, 6, generator=torch.Generator().manual_seed(2))
-    for model in (eager, compiled):
+    losses: dict[nn.Module, list[torch.Tensor]] = {eager: [], compiled: []}
+    for model, seen in losses.items():
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         for _ in range(2):
             opt.zero_grad()
-            model(x).square().mean().backward()
+            loss = model(x).square().mean()
+            loss.backward()
             opt.step()
+            seen.append(loss.detach())
+    assert torch.equal(torch.stack(losses[compiled]), torch.stack(losses[eager]))
     assert torch.equal(compiled(x), eager(x))
     for (name, p), (_, q) in zip(eager.named_parameters(), compiled_model.named_parameters(), strict=True):
         assert torch.equal(p, q) and torch.equal(p.grad, q.grad), name
