@@ -7,7 +7,8 @@ re-applies after anything that breaks object identity (meta-device materialisati
 
 Weight tying shares one matrix between an LM's input embedding and output classifier
 (Press & Wolf 2017, arXiv 1608.05859; Inan et al. 2017, arXiv 1611.01462), between a
-translation model's source/target embeddings and its output layer, across layers (ALBERT), or
+translation model's source/target embeddings and its output layer, across layers (ALBERT;
+:func:`share_layers` for the strategies of Takase & Kiyono 2021, arXiv 2104.06022), or
 transposed between an autoencoder's encoder and decoder.
 """
 
@@ -18,6 +19,7 @@ from tying.errors import CheckpointError, TieError, TieVerificationError
 from tying.materialize import empty_parameters, materialize
 from tying.optim import count_parameters, param_groups, unique_parameters
 from tying.resize import ResizedParameter, VocabResize, resize_vocab
+from tying.sharing import LayerSharing, layer_assignment, layer_sharing, share_layers
 from tying.spec import Tie, TieSpec, get_spec
 from tying.transforms import Transpose
 
@@ -27,6 +29,7 @@ __all__ = [
     "BrokenTie",
     "CheckpointError",
     "CheckpointInfo",
+    "LayerSharing",
     "LoadResult",
     "ResizedParameter",
     "Summary",
@@ -44,6 +47,8 @@ __all__ = [
     "empty_parameters",
     "find_ties",
     "get_spec",
+    "layer_assignment",
+    "layer_sharing",
     "load",
     "materialize",
     "param_groups",
@@ -51,6 +56,7 @@ __all__ = [
     "resize_vocab",
     "retie",
     "save",
+    "share_layers",
     "summary",
     "tie",
     "tie_transposed",

@@ -1,6 +1,7 @@
 """Models that use weight tying, each readable top to bottom in one file."""
 
+from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 
-__all__ = ["LSTMConfig", "LSTMLanguageModel", "LSTMState", "TransformerConfig", "TransformerLanguageModel"]
+__all__ = ["AutoEncoder", "AutoEncoderConfig", "LSTMConfig", "LSTMLanguageModel", "LSTMState", "TransformerConfig", "TransformerLanguageModel"]
