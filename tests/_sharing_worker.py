@@ -7,7 +7,7 @@ Spawns the ranks with ``torch.multiprocessing`` (a failing rank stops the other 
 script exit non-zero). Every rank builds the same model (4 blocks over 2 sets, ``cycle_rev``, plus
 the embedding/output tie), shards it with ``tying.distributed.fully_shard_tied``, trains it on its
 half of one global batch and trains an unsharded copy on the whole batch (the reference); it
-writes ``OUT_DIR/rank<R>.json``. ``tying.save`` from the sharded model is loaded by rank 0 into a
+writes ``OUT_DIR/rank<R>.json``. ``tying.distributed.save`` from the sharded model is loaded by rank 0 into a
 fresh, unshared model.
 """
 
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tying
+import tying.distributed
 from tying.distributed import fully_shard_tied
 from tying.models import TransformerConfig, TransformerLanguageModel
 from tying.sharing import share_layers, summary_lines
@@ -76,7 +77,7 @@ def run(rank: int, out: Path) -> None:
         verdict = "ok"
     except tying.TieVerificationError as exc:
         verdict = str(exc)
-    path = tying.save(model, out / "shared.safetensors")  # a collective; rank 0 writes
+    path = tying.distributed.save(model, out / "shared.safetensors")  # a collective; rank 0 writes
     gathered = {k: _full(v) for k, v in model.state_dict().items()}  # a collective too
     info = {
         "plan": str(plan).splitlines(),

@@ -357,3 +357,14 @@ def test_fsdp2_trains_a_shared_layer_lm_like_one_process(tmp_path: Path) -> None
         assert rank["max_param_diff"] <= 1e-5
     assert r0["loaded_sharing"] == ["blocks: 4 layers over 2 sets (cycle_rev): A B B A"]
     assert r0["loaded_equal"]
+
+
+def test_summary_shows_the_layer_assignment() -> None:
+    from tying.models import TransformerConfig, TransformerLanguageModel
+
+    m = TransformerLanguageModel(TransformerConfig(vocab_size=50, embedding_size=16, num_layers=6, num_heads=2, context_size=8))
+    assert tying.summary(m).sharing == []
+    tying.share_layers(m, "blocks", unique=3, strategy="cycle_rev")
+    s = tying.summary(m)
+    assert s.sharing == ["blocks: 6 layers over 3 sets (cycle_rev): A B C C B A"]
+    assert str(s).endswith("blocks: 6 layers over 3 sets (cycle_rev): A B C C B A")

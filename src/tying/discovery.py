@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tying._paths import _PARAMETRIZED_KEY, logical_path, unwrap
 from tying._unionfind import UnionFind
+from tying.sharing import summary_lines
 from tying.transforms import is_tying_parametrization
 
 __all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary", "format_bytes"]
@@ -189,6 +190,8 @@ class Summary:
     total_bytes: int
     unique_bytes: int
     rows: list[SummaryRow] = field(default_factory=list)
+    #: One line per layer list shared across depth (:func:`tying.share_layers`): layer -> set.
+    sharing: list[str] = field(default_factory=list)
 
     @property
     def bytes_saved(self) -> int:
@@ -219,6 +222,7 @@ class Summary:
             f"parameters (with duplicates, as in state_dict): {self.total_parameters:,}",
             f"unique parameters:                              {self.unique_parameters:,}",
             f"bytes saved by tying:                           {format_bytes(self.bytes_saved)}",
+            *self.sharing,
         ]
         return "\n".join(lines)
 
@@ -252,5 +256,5 @@ def summary(model: nn.Module) -> Summary:
         rows.append(
             SummaryRow(tuple(g.paths), tuple(m.via for m in g.members), g.members[0].shape, g.numel, members_bytes - g.nbytes)
         )
-    return Summary(total, unique, total_bytes, unique_bytes, rows)
+    return Summary(total, unique, total_bytes, unique_bytes, rows, summary_lines(model))
 
