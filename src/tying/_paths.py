@@ -7,6 +7,7 @@ import difflib
 import re
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 from torch.nn.utils import parametrize
@@ -30,6 +31,11 @@ class ParamRef:
     name: str
     param: nn.Parameter
     parametrized: bool = False
+
+
+def parametrization_list(module: nn.Module, name: str) -> parametrize.ParametrizationList:
+    """The parametrizations computing ``module.<name>`` (``module`` must be parametrized there)."""
+    return cast(parametrize.ParametrizationList, cast(nn.ModuleDict, module.parametrizations)[name])
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -108,7 +114,7 @@ def slot_aliases(model: nn.Module, path: str) -> list[str]:
     """The other parameter paths that name the very slot ``path`` names (its module is registered
     under several paths), in ``named_parameters`` order."""
     ref = resolve(model, path)
-    owner = ref.owner.parametrizations[ref.name] if ref.parametrized else ref.owner
+    owner = parametrization_list(ref.owner, ref.name) if ref.parametrized else ref.owner
     name = "original" if ref.parametrized else ref.name
     for r in registrations(model):
         if r.module is owner and r.name == name:
@@ -138,10 +144,10 @@ def resolve(model: nn.Module, path: str) -> ParamRef:
             raise TieError(f"{path!r} is None in {type(owner).__name__} (the module was built without it)")
         return ParamRef(path, owner, name, param)
     if parametrize.is_parametrized(owner, name):
-        plist = owner.parametrizations[name]
+        plist = parametrization_list(owner, name)
         if not plist.is_tensor:
             raise TieError(f"{path!r} is parametrized from several tensors ({type(plist[0]).__name__}); it cannot be tied")
-        return ParamRef(path, owner, name, plist.original, parametrized=True)
+        return ParamRef(path, owner, name, cast(nn.Parameter, plist.original), parametrized=True)
     if name in owner._buffers:
         raise TieError(f"{path!r} is a buffer, not a parameter; only parameters can be tied (register it with nn.Parameter)")
     if name in owner._modules:

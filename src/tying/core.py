@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tying._paths import ParamRef, logical_path, parametrized_key, resolve, slot_aliases, unwrap
+from tying._paths import ParamRef, logical_path, parametrization_list, parametrized_key, resolve, slot_aliases, unwrap
 from tying.errors import TieError, TieVerificationError
-from tying.spec import Tie, TieSpec, own_spec, get_spec, remove_tie
+from tying.spec import Tie, TieSpec, Transform, get_spec, own_spec, remove_tie
 from tying.transforms import TRANSFORMS, apply_transform, is_tying_parametrization
 
 __all__ = ["tie", "tie_transposed", "untie", "retie", "verify", "TieReport", "BrokenTie", "check_tie", "declare"]
@@ -83,7 +84,7 @@ def _install_transform(ref: ParamRef, source: nn.Parameter, transform: str) -> N
         # Parameter in place, which would reshape it for every other path still holding it.
         setattr(ref.owner, ref.name, nn.Parameter(torch.empty(ref.param.shape, device="meta", dtype=ref.param.dtype)))
         parametrize.register_parametrization(ref.owner, ref.name, TRANSFORMS[transform](), unsafe=True)
-    ref.owner.parametrizations[ref.name].original = source
+    parametrization_list(ref.owner, ref.name).original = source
 
 
 def _drop_transform(ref: ParamRef, param: nn.Parameter) -> None:
@@ -142,11 +143,11 @@ def check_tie(model: nn.Module, spec: TieSpec, source: str, target: str, transfo
         raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
     if ref.parametrized:
         raise TieError(
-            f"target {target!r} is computed by a parametrization ({type(ref.owner.parametrizations[ref.name][0]).__name__}); "
+            f"target {target!r} is computed by a parametrization ({type(parametrization_list(ref.owner, ref.name)[0]).__name__}); "
             "tying it would discard the parametrization; remove it first"
         )
     _check_compatible(src, ref, transform)
-    return Tie(root, target, transform)
+    return Tie(root, target, cast(Transform, transform))
 
 
 def declare(model: nn.Module, ties: Iterable[Tie], *, apply: bool = True) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from tying._paths import _PARAMETRIZED_KEY, logical_path, unwrap
+from tying._paths import _PARAMETRIZED_KEY, logical_path, parametrization_list, unwrap
 from tying._unionfind import UnionFind
 from tying.sharing import summary_lines
 from tying.transforms import is_tying_parametrization
@@ -58,7 +58,7 @@ def _via(key: str, model: nn.Module) -> str:
     transform = is_tying_parametrization(owner, match.group("name"))
     if not match.group("index") and transform is not None:
         return transform
-    return "parametrization:" + "+".join(type(p).__name__ for p in owner.parametrizations[match.group("name")])
+    return "parametrization:" + "+".join(type(p).__name__ for p in parametrization_list(owner, match.group("name")))
 
 
 def _has_storage(t: torch.Tensor) -> bool:
@@ -75,8 +75,8 @@ def _has_storage(t: torch.Tensor) -> bool:
 def _byte_range(t: torch.Tensor) -> tuple[int, int]:
     """Bytes of its storage that ``t`` may touch (from its offset, shape and strides)."""
     size = t.element_size()
-    start = t.storage_offset() * size
-    extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride(), strict=True)) + 1
+    start = int(t.storage_offset()) * size
+    extent = sum((int(n) - 1) * abs(int(s)) for n, s in zip(t.shape, t.stride(), strict=True)) + 1
     return start, start + extent * size
 
 
@@ -119,8 +119,8 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
         p = param_of[o]
         if _has_storage(p):
             by_storage.setdefault((str(p.device), p.untyped_storage().data_ptr()), []).append(o)
-    for members in by_storage.values():
-        spans = sorted(members, key=lambda o: _byte_range(param_of[o]))
+    for same_storage in by_storage.values():
+        spans = sorted(same_storage, key=lambda o: _byte_range(param_of[o]))
         end, head = -1, None
         for o in spans:
             lo, hi = _byte_range(param_of[o])
@@ -136,7 +136,7 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
         if len(indices) < 2:
             continue
         first = keys[indices[0]][1]
-        members = []
+        members: list[TieMember] = []
         for i in indices:
             key, p = keys[i]
             via = _via(key, model) if p is first else _view_relation(p, first)

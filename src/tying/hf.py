@@ -28,6 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +84,10 @@ def _root_of(mapping: dict[str, str], source: str) -> str:
 def _list_form_ties(model: nn.Module) -> dict[str, str]:
     """transformers < 5: ``_tied_weights_keys`` lists target patterns (on any sub-model) only."""
     out: dict[str, str] = {}
-    config = model.config
+    hf_model: Any = model  # a transformers PreTrainedModel (its methods are not on nn.Module's type)
+    config = hf_model.config
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
+    out_emb, in_emb = hf_model.get_output_embeddings(), hf_model.get_input_embeddings()
     if getattr(text, "tie_word_embeddings", True) and out_emb is not None and in_emb is not None:
         names = {id(m): name for name, m in model.named_modules(remove_duplicate=False)}
         out[_join(names[id(out_emb)], "weight")] = _join(names[id(in_emb)], "weight")
@@ -242,7 +244,7 @@ def _skeleton(config: dict[str, object], architecture: str | None) -> tuple[nn.M
         return None, None, why, version
     try:
         with _quiet_transformers(), torch.device("meta"):  # the module tree only: no weight memory, no init
-            model = cls(cls.config_class.from_dict(config))
+            model = cls(cls.config_class.from_dict(config))  # type: ignore[union-attr]
     except Exception as exc:  # whatever the class's own checks raise on this config.json: report it
         return None, cls._tied_weights_keys, f"cannot build {architecture} from config.json: {exc}", version
     return model, cls._tied_weights_keys, None, version
@@ -261,11 +263,11 @@ def read_pretrained(folder: str | os.PathLike[str]) -> PretrainedInfo:
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
-        files = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+        found = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
         hint = (
-            f"; it holds {', '.join(files[:5])}{', ...' if len(files) > 5 else ''}: inspect a file itself, "
-            f"e.g. tying inspect {str(folder / files[0])!r}"
-            if files
+            f"; it holds {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}: inspect a file itself, "
+            f"e.g. tying inspect {str(folder / found[0])!r}"
+            if found
             else ""
         )
         raise CheckpointError(f"{str(folder)!r} has no config.json, so it is no transformers save_pretrained folder{hint}")

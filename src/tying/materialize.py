@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ def empty_parameters() -> Iterator[None]:
             param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
         original(module, name, param)
 
-    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -114,7 +115,7 @@ def materialize(
         for module in inner.modules():
             for name, p in module._parameters.items():
                 if p is not None:
-                    module._parameters[name] = moved(p)
+                    module._parameters[name] = cast(nn.Parameter, moved(p))
             for name, b in module._buffers.items():
                 if b is not None:
                     module._buffers[name] = moved(b)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tying._paths import logical_path, registrations, resolve, unwrap
+from tying._paths import logical_path, parametrization_list, registrations, resolve, unwrap
 from tying.core import require_intact
 from tying.discovery import find_ties
 from tying.errors import TieError
@@ -113,7 +113,7 @@ def _sites(model: nn.Module) -> list[_Site]:
         ref = resolve(model, paths[0])
         transform = is_tying_parametrization(ref.owner, ref.name) if ref.parametrized else None
         if ref.parametrized and transform != "transpose":
-            plist = ref.owner.parametrizations[ref.name]
+            plist = parametrization_list(ref.owner, ref.name)
             sites.append(_Site(paths, ref.owner, ref.name, reg.param, foreign=f"parametrization {type(plist[0]).__name__}"))
         else:
             sites.append(_Site(paths, ref.owner, ref.name, reg.param, transposed=ref.parametrized))
@@ -302,7 +302,8 @@ def resize_vocab(
         as_read = isinstance(paths, Mapping)
         site_of = {p: s for s in sites for p in s.paths}
         seeds = []
-        for path, dim in paths.items() if as_read else ((p, 0) for p in paths):
+        named: Iterable[tuple[str, int]] = paths.items() if isinstance(paths, Mapping) else ((p, 0) for p in paths)
+        for path, dim in named:
             resolve(model, path)  # an unknown path raises here, naming what is there instead
             s = site_of[path]
             ndim = len(s.read_shape())
@@ -330,9 +331,9 @@ def _apply(
     # (Parameter, dimension to resize, its paths with the canonical one first)
     plan: list[tuple[nn.Parameter, int, tuple[str, ...]]] = []
     for pid, members in groups.items():
-        paths = [p for s in members for p in s.paths]
-        canonical = next((p for p in paths if p in sources), paths[0])
-        plan.append((members[0].param, dims[pid], (canonical, *(p for p in paths if p != canonical))))
+        member_paths = [p for s in members for p in s.paths]
+        canonical = next((p for p in member_paths if p in sources), member_paths[0])
+        plan.append((members[0].param, dims[pid], (canonical, *(p for p in member_paths if p != canonical))))
     sizes = {param.shape[dim] for param, dim, _ in plan}
     if len(sizes) > 1:
         listing = ", ".join(
@@ -358,11 +359,11 @@ def _apply(
                 )
 
     buffers = [
-        (name, buffer, dim % buffer.dim())
+        (name, buffer, vocab_dim % buffer.dim())
         for name, buffer in model.named_buffers()
-        if (dim := VOCAB_BUFFERS.get(name.rpartition(".")[2])) is not None
+        if (vocab_dim := VOCAB_BUFFERS.get(name.rpartition(".")[2])) is not None
         and buffer.dim() > 0
-        and buffer.shape[dim] == old_size
+        and buffer.shape[vocab_dim] == old_size
     ]
 
     def fill(path: str) -> Callable[[torch.Tensor, torch.Tensor], None]:
@@ -416,9 +417,9 @@ def _apply(
         try:
             setattr(config, key, new_size)
         except dataclasses.FrozenInstanceError:  # a frozen dataclass: only ever ``model.config`` itself
-            model.config = dataclasses.replace(model.config, **{key: new_size})
+            setattr(model, "config", dataclasses.replace(config, **{key: new_size}))  # type: ignore[type-var]
     for module in readers:
-        module.vocab_size = new_size
+        setattr(module, "vocab_size", new_size)
     return VocabResize(
         old_size,
         new_size,

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from tying._paths import parametrization_list
+
 __all__ = ["Transpose", "TRANSFORMS", "apply_transform", "is_tying_parametrization"]
 
 
@@ -51,7 +53,7 @@ def is_tying_parametrization(module: nn.Module, name: str) -> str | None:
     parametrizations (a transformed tie's target), else ``None``."""
     if not parametrize.is_parametrized(module, name):
         return None
-    plist = module.parametrizations[name]
+    plist = parametrization_list(module, name)
     if len(plist) != 1:
         return None
     return next((n for n, cls in TRANSFORMS.items() if type(plist[0]) is cls), None)
