@@ -13,7 +13,7 @@ transposed between an autoencoder's encoder and decoder.
 """
 
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
-from tying.core import BrokenTie, TieReport, retie, tie, tie_transposed, untie, verify
+from tying.core import retie, tie, tie_transposed, untie
 from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
 from tying.errors import CheckpointError, TieError, TieVerificationError
 from tying.materialize import empty_parameters, materialize
@@ -21,6 +21,7 @@ from tying.optim import count_parameters, param_groups, unique_parameters
 from tying.resize import ResizedParameter, VocabResize, resize_vocab
 from tying.sharing import LayerSharing, layer_assignment, layer_sharing, share_layers
 from tying.spec import Tie, TieSpec, get_spec
+from tying.verification import BrokenTie, TieReport, verify
 from tying.transforms import Transpose
 
 __version__ = "0.1.0"

@@ -32,12 +32,13 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from tying._io import atomic_save_file
 from tying._paths import logical_path, unwrap
 from tying._unionfind import UnionFind
-from tying.core import check_tie, declare, require_intact, retie, target_state_key
+from tying.core import check_tie, declare, retie, target_state_key
 from tying.errors import CheckpointError, TieError
 from tying.spec import SPEC_FORMAT_VERSION, Tie, TieSpec, get_spec
 from tying.transforms import apply_transform
+from tying.verification import require_intact
 
-__all__ = ["save", "save_state_dict", "load", "read_checkpoint", "CheckpointInfo", "TensorInfo", "LoadResult"]
+__all__ = ["save", "save_state_dict", "require_savable", "load", "read_checkpoint", "CheckpointInfo", "TensorInfo", "LoadResult"]
 
 _META_KEY = "tying"
 _RESERVED = (_META_KEY, "format")
@@ -73,12 +74,7 @@ def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str
     """
     model = unwrap(model)
     path = Path(path)
-    require_intact(
-        model,
-        CheckpointError,
-        f"refusing to write {str(path)!r}",
-        "call tying.retie(model) to restore them or tying.untie(model, path) to drop them",
-    )
+    require_savable(model, path)
     state = model.state_dict()
     sharded = _sharded(state)
     if sharded:
@@ -87,6 +83,17 @@ def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str
             "call tying.distributed.save(model, path) on every rank, which gathers them and writes from rank 0"
         )
     return save_state_dict(state, path, spec=get_spec(model), metadata=metadata)
+
+
+def require_savable(model: nn.Module, path: Path) -> None:
+    """Raise :class:`CheckpointError` unless every declared tie of ``model`` holds: a file must
+    never record a spec that its tensors contradict."""
+    require_intact(
+        model,
+        CheckpointError,
+        f"refusing to write {str(path)!r}",
+        "call tying.retie(model) to restore them or tying.untie(model, path) to drop them",
+    )
 
 
 def save_state_dict(

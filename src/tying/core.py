@@ -1,4 +1,4 @@
-"""Declaring, applying, removing and verifying ties.
+"""Declaring, applying and removing ties (:mod:`tying.verification` checks them).
 
 Every function here keeps two things in step: the model's :class:`~tying.spec.TieSpec` (what the
 user declared) and the module graph (which Parameter object each path holds). The spec is the
@@ -17,11 +17,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tying._paths import ParamRef, logical_path, parametrization_list, parametrized_key, resolve, slot_aliases, unwrap
-from tying.errors import TieError, TieVerificationError
+from tying.errors import TieError
 from tying.spec import Tie, TieSpec, Transform, get_spec, own_spec, remove_tie
 from tying.transforms import TRANSFORMS, apply_transform, is_tying_parametrization
 
-__all__ = ["tie", "tie_transposed", "untie", "retie", "verify", "TieReport", "BrokenTie", "check_tie", "declare"]
+__all__ = ["tie", "tie_transposed", "untie", "retie", "check_tie", "declare"]
 
 
 def target_state_key(tie_: Tie) -> str:
@@ -205,7 +205,7 @@ def tie(model: nn.Module, source: str, *targets: str) -> None:
 
     A source that is itself an (untransformed) target resolves to its own source, so ties never
     chain. Re-declaring an existing tie is a no-op. The tie is recorded in the model's spec (see
-    :func:`tying.get_spec`), re-applied by :func:`retie`, checked by :func:`verify` and written by
+    :func:`tying.get_spec`), re-applied by :func:`retie`, checked by :func:`tying.verify` and written by
     :func:`tying.save`. Tied paths must agree in shape, dtype and device.
 
     Raises:
@@ -291,7 +291,7 @@ def untie(model: nn.Module, path: str) -> None:
                 _drop_transform(resolve(model, t.target), value)
             own.ties.extend(Tie(first.target, t.target) for t in readers[1:] if t.transform == first.transform)
         return
-    shared = [p for p, q in _named_params(model) if q is ref.param and p != path]
+    shared = [k for k, q in model.named_parameters(remove_duplicate=False) if q is ref.param and logical_path(k, model) != path]
     if not shared:
         raise TieError(f"{path!r} is not tied to anything; nothing to untie")
     _own_copy(ref)
@@ -323,105 +323,6 @@ def retie(model: nn.Module) -> None:
                 raise TieError(f"cannot re-tie {t.target!r}: it carries a parametrization tying did not install")
             _check_compatible(src, ref, t.transform)
             _install_transform(ref, src.param, t.transform)
-
-
-@dataclass(frozen=True)
-class BrokenTie:
-    """A declared tie the model does not hold, and why."""
-
-    tie: Tie
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.tie.describe()}: {self.reason}"
-
-
-@dataclass
-class TieReport:
-    """Declared vs observed ties, from :func:`verify`."""
-
-    broken: list[BrokenTie] = field(default_factory=list)
-    #: Groups of paths observed to share data that the spec does not declare.
-    undeclared: list[list[str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.broken and not self.undeclared
-
-    def __str__(self) -> str:
-        if self.ok:
-            return "all declared ties hold; no undeclared sharing"
-        lines = [f"broken tie: {b}" for b in self.broken]
-        lines += [
-            f"undeclared sharing: {', '.join(g)} (declare it with tying.tie, or untie it)" for g in self.undeclared
-        ]
-        return "\n".join(lines)
-
-
-def _named_params(model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
-    for key, p in model.named_parameters(remove_duplicate=False):
-        yield logical_path(key, model), p
-
-
-def _check_one(model: nn.Module, t: Tie) -> str | None:
-    try:
-        src = resolve(model, t.source)
-        ref = resolve(model, t.target)
-    except TieError as exc:
-        return str(exc)
-    if t.transform is None:
-        if ref.param is src.param:
-            return None
-        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
-        if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
-            return "distinct Parameter objects (equal values now, but they will drift apart in training)"
-        return "distinct Parameter objects with different values"
-    if _transform_of(ref) != t.transform:
-        return f"{t.target!r} is a plain tensor, not a {t.transform} of the source"
-    if ref.param is not src.param:
-        return f"{t.target!r} reads the {t.transform} of a different Parameter"
-    return None
-
-
-def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
-    """Compare the declared ties with what the model holds.
-
-    Returns a :class:`TieReport` listing each declared tie that is broken (a target that no longer
-    holds its source's Parameter, e.g. after ``to_empty`` or ``load_state_dict(assign=True)``) and
-    each group of paths observed to share data (:func:`tying.find_ties`) that no declaration
-    explains. With ``raise_error=True`` (default) a non-empty report raises
-    :class:`TieVerificationError` with that listing.
-    """
-    from tying.discovery import find_ties
-
-    model = unwrap(model)
-    spec = get_spec(model)
-    report = TieReport()
-    for t in spec.ties:
-        reason = _check_one(model, t)
-        if reason is not None:
-            report.broken.append(BrokenTie(t, reason))
-    for group in find_ties(model):
-        paths = [m.path for m in group.members]
-        # Members of one declared group map to one root; a broken member is reported above.
-        if len({_declared_root(spec, p) for p in paths}) > 1:
-            report.undeclared.append(paths)
-    if raise_error and not report.ok:
-        raise TieVerificationError(f"{type(model).__name__}: tie verification failed\n{report}")
-    return report
-
-
-def require_intact(model: nn.Module, error: type[Exception], doing: str, fix: str) -> None:
-    """Raise ``error("<doing>: declared ties are broken (<each broken tie>); <fix>")`` unless every
-    declared tie of ``model`` holds (undeclared sharing is not checked)."""
-    broken = verify(model, raise_error=False).broken
-    if broken:
-        raise error(f"{doing}: declared ties are broken ({'; '.join(map(str, broken))}); {fix}")
-
-
-def _declared_root(spec: TieSpec, path: str) -> str:
-    t = spec.source_of(path)
-    return path if t is None else t.source
 
 
 # --------------------------------------------------------------------------- state_dict hooks

@@ -35,8 +35,7 @@ from torch.nn.utils import parametrize
 
 from tying._paths import unwrap
 from tying._unionfind import UnionFind
-from tying.checkpoint import save_state_dict
-from tying.core import require_intact
+from tying.checkpoint import require_savable, save_state_dict
 from tying.discovery import find_ties
 from tying.errors import CheckpointError, TieError
 from tying.spec import get_spec
@@ -226,12 +225,7 @@ def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str
     """
     model = unwrap(model)
     path = Path(path)
-    require_intact(
-        model,
-        CheckpointError,
-        f"refusing to write {str(path)!r}",
-        "call tying.retie(model) to restore them or tying.untie(model, path) to drop them",
-    )
+    require_savable(model, path)
     spec = get_spec(model)
     dtensor = sys.modules.get("torch.distributed.tensor")
     rank0 = dist.get_rank() == 0

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tying._paths import logical_path, parametrization_list, registrations, resolve, unwrap
-from tying.core import require_intact
+from tying.verification import require_intact
 from tying.discovery import find_ties
 from tying.errors import TieError
 from tying.hf import VOCAB_BUFFERS, vocab_config_entries
