@@ -175,7 +175,7 @@ def test_file_size_is_unique_bytes_plus_header(models, tmp_path, kind) -> None:
         assert meta["aliases"] == {"dec.parametrizations.weight.original": "enc.weight"}
         assert meta["ties"] == [{"source": "enc.weight", "target": "dec.weight", "transform": "transpose"}]
     if kind == "untied":
-        assert json.loads(header["__metadata__"]["tying"]) == {"version": 1, "ties": [], "aliases": {}}
+        assert json.loads(header["__metadata__"]["tying"]) == {"version": 2, "ties": [], "parametrizations": {}, "aliases": {}}
 
 
 def test_read_checkpoint_of_tying_file(models, tmp_path) -> None:

@@ -229,8 +229,9 @@ def test_corrupted_header(folder, snapshot, content, match) -> None:
     _refused(path, snapshot, r"header\.safetensors'.*" + match)
 
 
-def _tying_meta(ties: object = (), aliases: object = None, version: object = 1) -> str:
-    return json.dumps({"version": version, "ties": list(ties) if isinstance(ties, tuple) else ties, "aliases": aliases or {}})
+def _tying_meta(ties: object = (), aliases: object = None, version: object = 1, parametrizations: object = None) -> str:
+    data = {"version": version, "ties": list(ties) if isinstance(ties, tuple) else ties, "aliases": aliases or {}}
+    return json.dumps(data if parametrizations is None else {**data, "parametrizations": parametrizations})
 
 
 def _tie(source: str, target: str, transform: str | None = None) -> dict:
@@ -240,7 +241,9 @@ def _tie(source: str, target: str, transform: str | None = None) -> dict:
 SPECS: list[tuple[str, str, str]] = [
     ("not-json", "{oops", r"malformed tying metadata: Expecting property name"),
     ("array", "[1, 2]", r"malformed tying metadata: expected a JSON object, got list"),
-    ("version-2", _tying_meta(version=2), r"unsupported tie spec version 2 \(this tying reads version 1; upgrade tying\)"),
+    ("version-3", _tying_meta(version=3), r"unsupported tie spec version 3 \(this tying reads versions 1, 2; upgrade tying\)"),
+    ("parametrization-unknown", _tying_meta(version=2, parametrizations={"emb.weight": {"kind": "spectral"}}), r"unknown kind 'spectral'"),
+    ("parametrization-untied", _tying_meta(version=2, parametrizations={"emb.weight": {"kind": "weight_norm", "dim": 0}}), r"no tie reads 'emb\.weight'"),
     ("version-missing", '{"ties": []}', r"unsupported tie spec version None"),
     ("ties-not-list", _tying_meta(ties={"a": 1}), r"tie spec has no 'ties' list"),
     ("tie-not-object", _tying_meta(ties=[3]), r"tie spec entry 0 is not an object"),

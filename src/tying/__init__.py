@@ -13,7 +13,7 @@ transposed between an autoencoder's encoder and decoder.
 """
 
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
-from tying.core import retie, tie, tie_transposed, untie
+from tying.core import retie, tie, tie_transposed, untie, weight_norm
 from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
 from tying.errors import CheckpointError, TieError, TieVerificationError
 from tying.materialize import empty_parameters, materialize
@@ -64,4 +64,5 @@ __all__ = [
     "unique_parameters",
     "untie",
     "verify",
+    "weight_norm",
 ]

@@ -146,7 +146,10 @@ def resolve(model: nn.Module, path: str) -> ParamRef:
     if parametrize.is_parametrized(owner, name):
         plist = parametrization_list(owner, name)
         if not plist.is_tensor:
-            raise TieError(f"{path!r} is parametrized from several tensors ({type(plist[0]).__name__}); it cannot be tied")
+            raise TieError(
+                f"{path!r} is parametrized from several tensors ({type(plist[0]).__name__}); it cannot be tied as it is: "
+                "declare the ties on the plain tensor first, then normalize the group with tying.weight_norm(model, path)"
+            )
         return ParamRef(path, owner, name, cast(nn.Parameter, plist.original), parametrized=True)
     if name in owner._buffers:
         raise TieError(f"{path!r} is a buffer, not a parameter; only parameters can be tied (register it with nn.Parameter)")

@@ -32,7 +32,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from tying._io import atomic_save_file
 from tying._paths import logical_path, unwrap
 from tying._unionfind import UnionFind
-from tying.core import check_tie, declare, retie, target_state_key
+from tying.core import check_tie, declare, retie, source_keys, state_key_pairs, target_state_key
 from tying.errors import CheckpointError, TieError
 from tying.spec import SPEC_FORMAT_VERSION, Tie, TieSpec, get_spec
 from tying.transforms import apply_transform
@@ -119,7 +119,7 @@ def save_state_dict(
             "call tying.materialize(model, device) and load or initialise the weights first"
         )
     # Spec sources first, so a group is stored under the name its declaration uses.
-    preferred = {t.source for t in spec.ties}
+    preferred = source_keys(spec)
     position = {k: i for i, k in enumerate(state)}
     order = sorted(state, key=lambda k: (k not in preferred, position[k]))
     kept: dict[tuple[object, ...], str] = {}
@@ -137,9 +137,7 @@ def save_state_dict(
     _separate_overlapping(tensors, path)
     header = {
         "format": "pt",
-        _META_KEY: json.dumps(
-            {"version": SPEC_FORMAT_VERSION, "ties": json.loads(spec.to_json())["ties"], "aliases": aliases}, sort_keys=True
-        ),
+        _META_KEY: json.dumps({**spec.to_dict(), "aliases": aliases}, sort_keys=True),
     }
     header.update(metadata or {})
     return atomic_save_file({k: v.contiguous() for k, v in tensors.items()}, path, header)
@@ -291,7 +289,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
             data = json.loads(meta[_META_KEY])
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-            spec = TieSpec.from_json(json.dumps({"version": data.get("version"), "ties": data.get("ties")}))
+            spec = TieSpec.from_dict({k: v for k, v in data.items() if k != "aliases"})
             aliases = data.get("aliases", {})
             if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
                 raise ValueError("'aliases' must map strings to strings")
@@ -306,8 +304,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
             raise CheckpointError(f"{str(path)!r}: alias {dropped!r} refers to {kept!r}, which the file does not contain")
         if dropped in stored:
             raise CheckpointError(f"{str(path)!r}: {dropped!r} is both stored and declared an alias of {kept!r}")
-    for t in spec.ties if spec else []:
-        if t.source not in stored and t.source not in aliases:
+    file_spec = spec or TieSpec()
+    for t in file_spec.ties:
+        src_key = state_key_pairs(file_spec, t)[0][0]
+        if src_key not in stored and src_key not in aliases:
             raise CheckpointError(f"{str(path)!r}: the tie spec's source {t.source!r} (of {t.describe()!r}) is not in the file")
     return CheckpointInfo(path, size, n, tensors, aliases, spec, fmt, meta)
 
@@ -365,7 +365,19 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     problems: list[str] = []
     tolerated: list[str] = []
     model_spec = get_spec(model)
-    work = TieSpec(list(model_spec.ties))
+    work = TieSpec(list(model_spec.ties), dict(model_spec.parametrizations))
+    file_parametrized = info.spec.parametrizations if info.spec else {}
+    for source in sorted(set(file_parametrized) | set(model_spec.parametrizations)):
+        theirs, mine_p = file_parametrized.get(source), model_spec.parametrizations.get(source)
+        if theirs != mine_p:
+            fix = (
+                f"call tying.weight_norm(model, {source!r}, dim={theirs['dim']}) before loading"
+                if theirs is not None and theirs.get("kind") == "weight_norm" and mine_p is None
+                else "build the model as the file's was"
+            )
+            problems.append(
+                f"the file records {source!r} as {theirs or 'a plain tensor'} but the model as {mine_p or 'a plain tensor'}; {fix}"
+            )
 
     # 1. Ties recorded in the file: already held, to apply, or contradicting the model's.
     to_apply: list[Tie] = []
@@ -417,7 +429,7 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
             groups.union([dropped, kept])
 
     # 3. Every model entry that is not a tie target needs a stored tensor of the same shape/dtype.
-    derived = {k for t in work.ties for k in (t.target, target_state_key(t))}
+    derived = {t.target for t in work.ties} | {k for t in work.ties for _, k in state_key_pairs(work, t)}
     stored = {ti.name: ti for ti in info.tensors}
 
     def stored_name(key: str) -> str | None:
@@ -459,10 +471,11 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     # 4. What the model holds as one tensor, the file may store twice: the copies must agree.
     with safe_open(str(path), framework="pt", device="cpu") as f:
         for t in work.ties:
-            src_name = stored_name(t.source)
-            copies = [(t.target, t.transform)] + ([(target_state_key(t), None)] if t.transform else [])
-            for key, transform in copies:
-                name = stored_name(key)
+            checks: list[tuple[str, str, str | None]] = [(s, k, None) for s, k in state_key_pairs(work, t)]
+            if t.source not in work.parametrizations and t.transform is not None:
+                checks.append((t.source, t.target, t.transform))  # an untied file stores the target in its own layout
+            for src_key, key, transform in checks:
+                src_name, name = stored_name(src_key), stored_name(key)
                 if name is None or src_name is None or name == src_name:
                     continue
                 used.add(name)
@@ -511,7 +524,9 @@ def _tied_keys(spec: TieSpec, state: dict[str, torch.Tensor]) -> UnionFind[str]:
     the spec's ties and by the tensor objects ``state`` shares."""
     sets: UnionFind[str] = UnionFind(state)
     for t in spec.ties:
-        sets.union([t.source, t.target, target_state_key(t)])
+        sets.union([t.source, t.target])
+        for src, tgt in state_key_pairs(spec, t):
+            sets.union([src, tgt])
     for keys in _shared_keys(state):
         sets.union(keys)
     return sets

@@ -8,7 +8,8 @@ Parameters (``to_empty``, ``load_state_dict(assign=True)``, device dispatch, ada
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -19,14 +20,36 @@ from torch.nn.utils import parametrize
 from tying._paths import ParamRef, logical_path, parametrization_list, parametrized_key, resolve, slot_aliases, unwrap
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec, Transform, get_spec, own_spec, remove_tie
-from tying.transforms import TRANSFORMS, apply_transform, is_tying_parametrization
+from tying.transforms import SOURCE_PARAMETRIZATIONS, TRANSFORMS, apply_transform, is_tying_parametrization, source_parametrization
 
-__all__ = ["tie", "tie_transposed", "untie", "retie", "check_tie", "declare"]
+__all__ = ["tie", "tie_transposed", "untie", "retie", "check_tie", "declare", "weight_norm", "tie_broken", "state_key_pairs", "plain_sources"]
 
 
 def target_state_key(tie_: Tie) -> str:
-    """The ``state_dict`` key under which a tie's target appears once the tie is applied."""
+    """The ``state_dict`` key under which a tie's target appears once the tie is applied (for a
+    source without a parametrization; see :func:`state_key_pairs`)."""
     return tie_.target if tie_.transform is None else parametrized_key(tie_.target)
+
+
+def _originals_key(path: str, original: str) -> str:
+    owner, _, name = path.rpartition(".")
+    return f"{owner}.parametrizations.{name}.{original}" if owner else f"parametrizations.{name}.{original}"
+
+
+def state_key_pairs(spec: TieSpec, tie_: Tie) -> list[tuple[str, str]]:
+    """``(source key, target key)`` for each ``state_dict`` entry the tie makes one tensor: the
+    source and the target's key (:func:`target_state_key`), or, for a source computed by a
+    parametrization (:func:`weight_norm`), each of its originals under both paths."""
+    recorded = spec.parametrizations.get(tie_.source)
+    if recorded is None:
+        return [(tie_.source, target_state_key(tie_))]
+    originals = SOURCE_PARAMETRIZATIONS[str(recorded["kind"])].originals
+    return [(_originals_key(tie_.source, o), _originals_key(tie_.target, o)) for o in originals]
+
+
+def source_keys(spec: TieSpec) -> set[str]:
+    """The ``state_dict`` keys holding the declared sources' tensors (a file stores a group under them)."""
+    return {src for t in spec.ties for src, _ in state_key_pairs(spec, t)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -102,6 +125,76 @@ def _own_copy(ref: ParamRef) -> None:
     _set_identity(ref, _fresh(ref.param, ref.param))
 
 
+def _slot(model: nn.Module, path: str) -> tuple[nn.Module, str]:
+    owner_path, _, name = path.rpartition(".")
+    return (model.get_submodule(owner_path) if owner_path else model), name
+
+
+def _plist(model: nn.Module, path: str) -> parametrize.ParametrizationList | None:
+    owner, name = _slot(model, path)
+    return parametrization_list(owner, name) if parametrize.is_parametrized(owner, name) else None
+
+
+def _originals(plist: parametrize.ParametrizationList) -> list[str]:
+    return [n for n, _ in plist.named_parameters(recurse=False)]
+
+
+def _reads_through(model: nn.Module, t: Tie, source: parametrize.ParametrizationList) -> bool:
+    """Whether ``t.target`` reads the parametrized ``source``: the very same parametrization
+    modules (then ``t``'s transform) over the very same originals."""
+    target = _plist(model, t.target)
+    if target is None:
+        return False
+    extra = [TRANSFORMS[t.transform]] if t.transform is not None else []
+    modules = list(target)
+    if len(modules) != len(source) + len(extra) or any(a is not b for a, b in zip(modules, source, strict=False)):
+        return False
+    if extra and type(modules[-1]) is not extra[0]:
+        return False
+    return _originals(target) == _originals(source) and all(getattr(target, o) is getattr(source, o) for o in _originals(source))
+
+
+def _install_reader(model: nn.Module, t: Tie, source: parametrize.ParametrizationList) -> None:
+    """Make ``t.target`` read the parametrized ``source`` (through ``t``'s transform)."""
+    owner, name = _slot(model, t.target)
+    target = _plist(model, t.target)
+    if target is not None:
+        if len(target) == 1 and is_tying_parametrization(owner, name) is not None:
+            parametrize.remove_parametrizations(owner, name, leave_parametrized=False)  # tying's own transform reader
+        elif list(target)[: len(source)] == list(source):
+            for o in _originals(source):  # a reader whose originals were replaced (to_empty): point them back
+                setattr(target, o, getattr(source, o))
+            return
+        else:
+            raise TieError(f"cannot re-tie {t.target!r}: it carries a parametrization tying did not install")
+    current = getattr(owner, name)
+    setattr(owner, name, nn.Parameter(torch.empty(current.shape, device="meta", dtype=current.dtype)))
+    for module in [*source, *([TRANSFORMS[t.transform]()] if t.transform is not None else [])]:
+        parametrize.register_parametrization(owner, name, module, unsafe=True)
+    target = parametrization_list(owner, name)
+    for name_ in list(_originals(target)):
+        delattr(target, name_)
+    for o in _originals(source):
+        setattr(target, o, getattr(source, o))
+
+
+def _ensure_source_parametrization(model: nn.Module, source: str, recorded: dict[str, object]) -> parametrize.ParametrizationList:
+    """The source's parametrization the spec records, applied now if the source is plain."""
+    owner, name = _slot(model, source)
+    plist = _plist(model, source)
+    if plist is None:
+        SOURCE_PARAMETRIZATIONS[str(recorded["kind"])].apply(owner, name, {k: v for k, v in recorded.items() if k != "kind"})
+        return parametrization_list(owner, name)
+    found = source_parametrization(plist[0]) if len(plist) == 1 else None
+    want = (recorded["kind"], {k: v for k, v in recorded.items() if k != "kind"})
+    if found != want:
+        raise TieError(
+            f"{source!r} is parametrized by {', '.join(type(p).__name__ for p in plist)} but the tie spec records "
+            f"{want[0]} {want[1]}; remove that parametrization (torch.nn.utils.parametrize.remove_parametrizations)"
+        )
+    return plist
+
+
 def _root(spec: TieSpec, path: str, verb: str) -> str:
     """The source a new tie to ``path`` must name: chains are resolved to their root."""
     existing = spec.source_of(path)
@@ -138,6 +231,11 @@ def check_tie(model: nn.Module, spec: TieSpec, source: str, target: str, transfo
         raise TieError(f"cannot tie {target!r} to itself")
     if _check_target(spec, root, target, transform):
         return None
+    if root in spec.parametrizations:
+        raise TieError(
+            f"cannot tie {target!r} to {root!r}: {root!r} is computed by {spec.parametrizations[root]['kind']} "
+            "(tying.weight_norm); declare every tie of the group first, then apply the weight normalization"
+        )
     src, ref = resolve(model, root), resolve(model, target)
     if src.parametrized:
         raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
@@ -254,6 +352,17 @@ def untie(model: nn.Module, path: str) -> None:
     spec = get_spec(model)
     declared = spec.source_of(path)
     readers = spec.targets_of(path)
+    if path in spec.parametrizations:
+        raise TieError(
+            f"cannot untie {path!r}: it is computed by {spec.parametrizations[path]['kind']} and its group reads it; "
+            f"untie its targets ({', '.join(repr(t.target) for t in readers)}) one by one instead"
+        )
+    if declared is not None and declared.source in spec.parametrizations:
+        # The target reads the parametrized source from its originals: it gets the value it reads.
+        owner, name = _slot(model, path)
+        parametrize.remove_parametrizations(owner, name, leave_parametrized=True)
+        remove_tie(model, declared)
+        return
     ref = resolve(model, path)
     aliases = slot_aliases(model, path)
     if aliases:
@@ -297,6 +406,100 @@ def untie(model: nn.Module, path: str) -> None:
     _own_copy(ref)
 
 
+def weight_norm(model: nn.Module, path: str, *, dim: int = 0) -> None:
+    r"""Weight-normalize a tied weight (Salimans & Kingma 2016, arXiv 1602.07868):
+    :math:`W = g\,v / \lVert v \rVert` (norm over every dimension but ``dim``), with **one**
+    :math:`g` and **one** :math:`v` for the whole tie group of ``path``.
+
+    The group's source is parametrized by ``torch.nn.utils.parametrizations.weight_norm`` (its
+    current value kept) and every target reads the source's normalized weight from the same
+    originals, transposed targets through their transpose; so both uses' gradients reach one
+    :math:`g` and one :math:`v`. The spec records it (``TieSpec.parametrizations``): it is
+    written by :func:`tying.save`, re-applied by :func:`retie` (after ``to_empty``,
+    ``load_state_dict(assign=True)``, :func:`tying.materialize`) and checked by :func:`tying.verify`.
+
+    Order: declare the ties first, then call this. ``torch``'s ``weight_norm`` applied by hand to a
+    tied module gives that module alone its own :math:`g, v` (the tie is then broken, and
+    :func:`tying.verify` says so); tying a weight that is already weight-normalized is refused.
+
+    Raises:
+        TieError: ``path`` is in no tie group; the group's ties are broken; the source is already
+            parametrized; or the group is normalized already with another ``dim``.
+    """
+    model = unwrap(model)
+    spec = get_spec(model)
+    declared = spec.source_of(path)
+    source = path if declared is None else declared.source
+    if not spec.targets_of(source):
+        raise TieError(
+            f"{path!r} is not tied; tying.weight_norm normalizes a tie group once for all its members "
+            "(for an untied weight use torch.nn.utils.parametrizations.weight_norm)"
+        )
+    want = {"kind": "weight_norm", "dim": dim}
+    if source in spec.parametrizations:
+        if spec.parametrizations[source] == want:
+            return
+        raise TieError(f"{source!r} is normalized already as {spec.parametrizations[source]}; not again as {want}")
+    broken = [f"{t.describe()}: {why}" for t in spec.targets_of(source) if (why := tie_broken(model, spec, t))]
+    if broken:
+        raise TieError(f"cannot weight-normalize {source!r}: its ties are broken ({'; '.join(broken)}); call tying.retie(model) first")
+    if _plist(model, source) is not None:
+        raise TieError(f"cannot weight-normalize {source!r}: it is parametrized already; remove that parametrization first")
+    own_spec(model).parametrizations[source] = want
+    retie(model)
+
+
+def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
+    """Why ``model`` does not hold the declared tie ``t`` of ``spec``, or ``None`` if it does."""
+    if t.source in spec.parametrizations:
+        source = _plist(model, t.source)
+        kind = spec.parametrizations[t.source]["kind"]
+        if source is None:
+            return f"{t.source!r} is a plain tensor, but the spec records it as computed by {kind}"
+        if not _reads_through(model, t, source):
+            return f"{t.target!r} does not read {t.source!r} through the same {kind} and originals"
+        return None
+    try:
+        src = resolve(model, t.source)
+        ref = resolve(model, t.target)
+    except TieError as exc:
+        return str(exc)
+    if t.transform is None:
+        if ref.param is src.param:
+            return None
+        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
+        if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
+            return "distinct Parameter objects (equal values now, but they will drift apart in training)"
+        return "distinct Parameter objects with different values"
+    held = is_tying_parametrization(ref.owner, ref.name) if ref.parametrized else None
+    if held != t.transform:
+        return f"{t.target!r} is a plain tensor, not a {t.transform} of the source"
+    if ref.param is not src.param:
+        return f"{t.target!r} reads the {t.transform} of a different Parameter"
+    return None
+
+
+
+@contextmanager
+def plain_sources(model: nn.Module) -> Iterator[None]:
+    """Within the block, each source parametrization the spec records (:func:`weight_norm`) is
+    replaced by the plain tensor it computes and its group's readers by plain ties to it, for
+    initialisers that write a module's weight directly (``reset_parameters`` cannot reach a
+    parametrization's originals); on leaving, :func:`retie` puts the parametrizations back,
+    computed from the values the block left."""
+    spec = get_spec(model)
+    for source in spec.parametrizations:
+        for path in (*(t.target for t in spec.targets_of(source)), source):
+            owner, name = _slot(model, path)
+            if parametrize.is_parametrized(owner, name):
+                parametrize.remove_parametrizations(owner, name, leave_parametrized=True)
+    _apply(model, TieSpec(spec.ties))
+    try:
+        yield
+    finally:
+        retie(model)
+
+
 def retie(model: nn.Module) -> None:
     """Re-apply every declared tie so each target again holds (or reads) its source's Parameter.
 
@@ -305,7 +508,16 @@ def retie(model: nn.Module) -> None:
     for you. The source's current values win.
     """
     model = unwrap(model)
-    for t in get_spec(model).ties:
+    _apply(model, get_spec(model))
+
+
+def _apply(model: nn.Module, spec: TieSpec) -> None:
+    parametrized = {s: _ensure_source_parametrization(model, s, p) for s, p in spec.parametrizations.items()}
+    for t in spec.ties:
+        if t.source in parametrized:
+            if not _reads_through(model, t, parametrized[t.source]):
+                _install_reader(model, t, parametrized[t.source])
+            continue
         src = resolve(model, t.source)
         ref = resolve(model, t.target)
         if t.transform is None:
@@ -341,9 +553,8 @@ def _load_state_dict_pre_hook(
     """Make ``load_state_dict`` tie-aware: refuse tied entries that disagree (instead of letting the
     last key silently win) and fill a target's missing entry from its source (or a source's from
     its target), so a deduplicated state dict loads strictly. Raises before anything is copied."""
-    for t in get_spec(module).ties:
-        src_key = prefix + t.source
-        tgt_key = prefix + target_state_key(t)
+    spec = get_spec(module)
+    for t, src_key, tgt_key in [(t, prefix + s, prefix + k) for t in spec.ties for s, k in state_key_pairs(spec, t)]:
         logical_key = prefix + t.target
         src = state_dict.get(src_key)
         if src is None:
@@ -353,7 +564,8 @@ def _load_state_dict_pre_hook(
             if tgt_key in state_dict:
                 state_dict[src_key] = state_dict[tgt_key]
             continue
-        if t.transform is not None and logical_key in state_dict and tgt_key not in state_dict:
+        plain_source = t.source not in spec.parametrizations
+        if plain_source and t.transform is not None and logical_key in state_dict and tgt_key not in state_dict:
             # A state dict from an untied model stores the target in its own layout.
             value = state_dict.pop(logical_key)
             if value.shape != apply_transform(t.transform, src).shape or not torch.equal(value, apply_transform(t.transform, src)):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tying._paths import registrations, unwrap
-from tying.core import retie
+from tying.core import plain_sources, retie
 from tying.errors import TieError
 from tying.hf import own_initialiser
 from tying.spec import get_spec
@@ -119,14 +119,16 @@ def materialize(
             for name, b in module._buffers.items():
                 if b is not None:
                     module._buffers[name] = moved(b)
-    retie(inner)
     empty = {key: moved(b) for key, b in empty.items()}
     versions = {key: b._version for key, b in empty.items()}
-    if init is True:
-        _init_once(inner, own_initialiser(inner) or (lambda: inner.apply(_reset)))
-    elif init:
-        fn = init
-        _init_once(inner, lambda: inner.apply(fn))
+    if init:
+        # Initialisers write plain weights: weight-normalized tie groups are plain meanwhile, and
+        # are normalized from the initialised values on leaving (as an eager build does).
+        run = init if callable(init) else None
+        with plain_sources(inner):
+            _init_once(inner, (lambda: inner.apply(run)) if run else own_initialiser(inner) or (lambda: inner.apply(_reset)))
+    else:
+        retie(inner)
     now = dict(inner.named_buffers(remove_duplicate=False))
     # A buffer the initialiser re-created is a new tensor or was written in place (its version moved).
     stale = [key for key, b in empty.items() if now.get(key) is b and b._version == versions[key]]

@@ -126,6 +126,13 @@ def _discover(model: nn.Module, sites: list[_Site]) -> list[tuple[_Site, int]]:
     for s in sites:
         readers[id(s.param)] = readers.get(id(s.param), 0) + 1
     name, hint = type(model).__name__, "name the vocabulary parameters with paths=[...]"
+    for s in sites:  # a parametrized embedding is no plain vocabulary matrix: never guess past it
+        owner = s.path.partition(".parametrizations.")[0] if ".parametrizations." in f".{s.path}" else None
+        if s.foreign and owner is not None and isinstance(model.get_submodule(owner), (nn.Embedding, nn.EmbeddingBag)):
+            raise TieError(
+                f"cannot resize the vocabulary of {name}: the embedding {owner!r} is computed by {s.foreign}; "
+                "resize before applying it (e.g. before tying.weight_norm)"
+            )
     embeddings = [s for s in sites if _size_attribute(s.module, s.name, 0) == "num_embeddings"]
     if not embeddings:
         raise ValueError(f"no vocabulary-sized parameter found in {name}: it has no nn.Embedding; {hint}")

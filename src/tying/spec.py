@@ -16,14 +16,17 @@ from typing import Literal
 from torch import nn
 
 from tying._paths import unwrap
-from tying.transforms import TRANSFORMS
+from tying.transforms import SOURCE_PARAMETRIZATIONS, TRANSFORMS
 
 #: Transforms a target may apply to its source (:data:`tying.transforms.TRANSFORMS`).
 #: ``None``: the target *is* the source.
 Transform = Literal["transpose"] | None
 
 #: Version of the JSON written by :meth:`TieSpec.to_json` (checkpoint header key ``"tying"``).
-SPEC_FORMAT_VERSION = 1
+#: 2 added ``"parametrizations"`` (tie sources computed by e.g. weight normalization); version 1
+#: files are read as before.
+SPEC_FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 # Attribute under which the spec lives on the root module the ties were declared on.
 _SPEC_ATTR = "_tying_spec"
@@ -52,6 +55,9 @@ class TieSpec:
     """
 
     ties: list[Tie] = field(default_factory=list)
+    #: Sources computed by a parametrization every member of their group reads through, e.g.
+    #: ``{"embed.weight": {"kind": "weight_norm", "dim": 0}}`` (:func:`tying.weight_norm`).
+    parametrizations: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def source_of(self, target: str) -> Tie | None:
         """The tie whose target is ``target``, if any."""
@@ -74,22 +80,28 @@ class TieSpec:
 
     def to_json(self) -> str:
         """Versioned JSON: ``{"version": 1, "ties": [{"source", "target", "transform"}, ...]}``."""
-        return json.dumps(
-            {
-                "version": SPEC_FORMAT_VERSION,
-                "ties": [{"source": t.source, "target": t.target, "transform": t.transform} for t in self.ties],
-            },
-            sort_keys=True,
-        )
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON object of :meth:`to_json`."""
+        return {
+            "version": SPEC_FORMAT_VERSION,
+            "ties": [{"source": t.source, "target": t.target, "transform": t.transform} for t in self.ties],
+            "parametrizations": self.parametrizations,
+        }
 
     @classmethod
     def from_json(cls, text: str) -> TieSpec:
         """Parse :meth:`to_json` output; raises ``ValueError`` on anything malformed."""
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("version") != SPEC_FORMAT_VERSION:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: object) -> TieSpec:
+        """Parse :meth:`to_dict` output (any version in ``READ_VERSIONS``); raises ``ValueError``."""
+        if not isinstance(data, dict) or data.get("version") not in READ_VERSIONS:
             raise ValueError(
                 f"unsupported tie spec version {data.get('version') if isinstance(data, dict) else data!r} "
-                f"(this tying reads version {SPEC_FORMAT_VERSION}; upgrade tying)"
+                f"(this tying reads versions {', '.join(map(str, READ_VERSIONS))}; upgrade tying)"
             )
         ties = data.get("ties")
         if not isinstance(ties, list):
@@ -106,6 +118,18 @@ class TieSpec:
             if out.source_of(target) is not None or target == source:
                 raise ValueError(f"tie spec entry {i}: target {target!r} is tied twice or to itself")
             out.ties.append(Tie(source, target, transform))
+        parametrizations = data.get("parametrizations", {})
+        if not isinstance(parametrizations, dict):
+            raise ValueError("tie spec 'parametrizations' must be an object")
+        for source, entry in parametrizations.items():
+            kind = entry.get("kind") if isinstance(entry, dict) else None
+            if kind not in SOURCE_PARAMETRIZATIONS:
+                raise ValueError(
+                    f"tie spec parametrization of {source!r} has unknown kind {kind!r} (known: {sorted(SOURCE_PARAMETRIZATIONS)})"
+                )
+            if not out.targets_of(source):
+                raise ValueError(f"tie spec parametrization of {source!r}: no tie reads {source!r}")
+            out.parametrizations[source] = dict(entry)
         for t in out.ties:
             feeding = out.source_of(t.source)
             if feeding is not None:
@@ -132,8 +156,10 @@ def get_spec(model: nn.Module) -> TieSpec:
     around a backbone — answers for the ties its parts declared. Empty if none. A ``torch.compile``
     / DDP wrapper answers for the model it wraps. The returned spec is a snapshot: declare and
     remove ties with :func:`tying.tie` / :func:`tying.untie`."""
+    declared = _declared(unwrap(model))
     return TieSpec(
-        [Tie(prefix + t.source, prefix + t.target, t.transform) for prefix, _, spec in _declared(unwrap(model)) for t in spec.ties]
+        [Tie(prefix + t.source, prefix + t.target, t.transform) for prefix, _, spec in declared for t in spec.ties],
+        {prefix + source: dict(p) for prefix, _, spec in declared for source, p in spec.parametrizations.items()},
     )
 
 
@@ -143,6 +169,8 @@ def remove_tie(model: nn.Module, tie: Tie) -> None:
         for own in spec.ties:
             if Tie(prefix + own.source, prefix + own.target, own.transform) == tie:
                 spec.ties.remove(own)
+                if not spec.targets_of(own.source):
+                    spec.parametrizations.pop(own.source, None)
                 return
     raise KeyError(tie.describe())
 

@@ -9,13 +9,26 @@ checkpoints and resizing look transforms up here by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _WeightNorm, weight_norm
 
 from tying._paths import parametrization_list
 
-__all__ = ["Transpose", "TRANSFORMS", "apply_transform", "is_tying_parametrization"]
+__all__ = [
+    "Transpose",
+    "TRANSFORMS",
+    "SOURCE_PARAMETRIZATIONS",
+    "SourceParametrization",
+    "apply_transform",
+    "is_tying_parametrization",
+    "source_parametrization",
+]
 
 
 class Transpose(nn.Module):
@@ -41,6 +54,43 @@ class Transpose(nn.Module):
 
 #: Transform name -> the parametrization class that implements it.
 TRANSFORMS: dict[str, type[nn.Module]] = {"transpose": Transpose}
+
+
+@dataclass(frozen=True)
+class SourceParametrization:
+    """A parametrization tying can put on a tie group's source and re-create from the spec: every
+    member of the group then reads it, computed from the source's originals (one ``g`` and one
+    ``v`` for weight normalization)."""
+
+    kind: str
+    #: Names of the parametrization's originals (``original0``: ``g``, ``original1``: ``v``).
+    originals: tuple[str, ...]
+    #: ``apply(module, name, options)`` parametrizes ``module.<name>`` (keeping its value).
+    apply: Callable[[nn.Module, str, dict[str, Any]], None]
+    #: The options of a parametrization module of this kind (``{"dim": 0}``), else ``None``.
+    options: Callable[[nn.Module], dict[str, Any] | None]
+
+
+def _weight_norm(module: nn.Module, name: str, options: dict[str, Any]) -> None:
+    weight_norm(module, name, dim=options["dim"])
+
+
+#: Kind -> how to apply and recognise it. Weight normalization (Salimans & Kingma 2016):
+#: :math:`W = g\,v / \lVert v \rVert` along every dimension but ``dim``.
+SOURCE_PARAMETRIZATIONS: dict[str, SourceParametrization] = {
+    "weight_norm": SourceParametrization(
+        "weight_norm", ("original0", "original1"), _weight_norm, lambda p: {"dim": p.dim} if isinstance(p, _WeightNorm) else None
+    ),
+}
+
+
+def source_parametrization(module: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """``(kind, options)`` when ``module`` (one parametrization) is of a known kind, else ``None``."""
+    for kind, sp in SOURCE_PARAMETRIZATIONS.items():
+        options = sp.options(module)
+        if options is not None:
+            return kind, options
+    return None
 
 
 def apply_transform(transform: str | None, tensor: torch.Tensor) -> torch.Tensor:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
-from tying._paths import resolve, unwrap
+from tying._paths import unwrap
+from tying.core import state_key_pairs, tie_broken
 from tying.discovery import find_ties
-from tying.errors import TieError, TieVerificationError
-from tying.spec import Tie, TieSpec, get_spec
-from tying.transforms import is_tying_parametrization
+from tying.errors import TieVerificationError
+from tying.spec import Tie, get_spec
 
 __all__ = ["verify", "require_intact", "TieReport", "BrokenTie"]
 
@@ -49,27 +48,6 @@ class TieReport:
         return "\n".join(lines)
 
 
-def _check_one(model: nn.Module, t: Tie) -> str | None:
-    try:
-        src = resolve(model, t.source)
-        ref = resolve(model, t.target)
-    except TieError as exc:
-        return str(exc)
-    if t.transform is None:
-        if ref.param is src.param:
-            return None
-        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
-        if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
-            return "distinct Parameter objects (equal values now, but they will drift apart in training)"
-        return "distinct Parameter objects with different values"
-    held = is_tying_parametrization(ref.owner, ref.name) if ref.parametrized else None
-    if held != t.transform:
-        return f"{t.target!r} is a plain tensor, not a {t.transform} of the source"
-    if ref.param is not src.param:
-        return f"{t.target!r} reads the {t.transform} of a different Parameter"
-    return None
-
-
 def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
     """Compare the declared ties with what the model holds.
 
@@ -83,13 +61,16 @@ def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
     spec = get_spec(model)
     report = TieReport()
     for t in spec.ties:
-        reason = _check_one(model, t)
+        reason = tie_broken(model, spec, t)
         if reason is not None:
             report.broken.append(BrokenTie(t, reason))
+    # A target's key reads its source's: members of one declared group map to one root (a broken
+    # member is reported above).
+    root = {tgt: src for t in spec.ties for src, tgt in state_key_pairs(spec, t)}
+    root.update((t.target, t.source) for t in spec.ties)
     for group in find_ties(model):
         paths = [m.path for m in group.members]
-        # Members of one declared group map to one root; a broken member is reported above.
-        if len({_declared_root(spec, p) for p in paths}) > 1:
+        if len({root.get(p, p) for p in paths}) > 1:
             report.undeclared.append(paths)
     if raise_error and not report.ok:
         raise TieVerificationError(f"{type(model).__name__}: tie verification failed\n{report}")
@@ -102,8 +83,3 @@ def require_intact(model: nn.Module, error: type[Exception], doing: str, fix: st
     broken = verify(model, raise_error=False).broken
     if broken:
         raise error(f"{doing}: declared ties are broken ({'; '.join(map(str, broken))}); {fix}")
-
-
-def _declared_root(spec: TieSpec, path: str) -> str:
-    t = spec.source_of(path)
-    return path if t is None else t.source
