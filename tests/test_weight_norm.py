@@ -188,3 +188,15 @@ def test_resize_vocab_refuses_a_normalized_embedding_instead_of_resizing_another
     with pytest.raises(TieError, match=r"the embedding 'wte' is computed by a parametrization .*resize before applying it"):
         tying.resize_vocab(m, 60)
     assert m.wpe.weight.shape == (8, 16)
+
+
+def test_compiled_model_gives_eager_losses_and_gradients() -> None:
+    torch.manual_seed(5)
+    eager = build()
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model, backend="aot_eager")
+    for model in (eager, compiled):
+        F.cross_entropy(model(IDX).flatten(0, 1), IDX.flatten()).backward()
+    for a, b in zip(originals(eager, "embed"), originals(compiled_model, "embed"), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    tying.verify(compiled)
