@@ -2,5 +2,15 @@
 
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
+from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
 
-__all__ = ["LSTMConfig", "LSTMLanguageModel", "LSTMState", "TransformerConfig", "TransformerLanguageModel"]
+__all__ = [
+    "LSTMConfig",
+    "LSTMLanguageModel",
+    "LSTMState",
+    "TransformerConfig",
+    "TransformerLanguageModel",
+    "TieMode",
+    "TranslationConfig",
+    "TranslationTransformer",
+]
