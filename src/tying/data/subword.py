@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -94,9 +95,12 @@ class Subwords:
 
 def subword_cache_dir(bitext: Bitext) -> Path:
     """``<data folder>/.tying-subwords`` when the bitext was read from a writable folder, else
-    ``<user cache>/subwords`` (a read-only data mount, the built-in corpus)."""
+    ``<user cache>/subwords`` (a read-only data folder, the built-in corpus).
+
+    A folder without write permission bits counts as read-only even for root, who could write
+    there anyway: shared data is protected by its mode, and nothing is added to it."""
     folder = Path(bitext.name)
-    if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
+    if folder.is_dir() and folder.stat().st_mode & 0o222 and os.access(folder, os.W_OK | os.X_OK):
         return folder / ".tying-subwords"
     return default_cache_dir() / "subwords"
 
@@ -121,8 +125,11 @@ def _train(lines: list[str], options: dict[str, object], cache: Path) -> bytes:
     except RuntimeError as exc:  # e.g. "Vocabulary size is too high (8000). Please set it to a value <= 512."
         raise ValueError(f"cannot train a SentencePiece vocabulary with {options}: {exc}") from exc
     proto = out.getvalue()
-    cache.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(proto))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(proto))
+    except OSError as exc:  # a read-only file system: the model is still good, just not cached
+        warnings.warn(f"could not cache the SentencePiece model in {str(cache)!r}: {exc}", stacklevel=3)
     return proto
 
 
