@@ -24,7 +24,12 @@ where a trained model stops, then translating its test sentences in batches, bea
 
     python benchmarks/bench_translation.py           # a table and the PASS/FAIL goal line
     python benchmarks/bench_translation.py --quick   # small sizes, a smoke test
-    OMP_NUM_THREADS=1 python benchmarks/bench_translation.py --data ../shared/data/multi30k --skip-decoding
+    OMP_NUM_THREADS=1 python benchmarks/bench_translation.py --data ../shared/data/multi30k --speed-only
+
+``--speed-only`` times the tying three_way model alone on ``--steps`` batches (after one warm-up
+step) and prints its training tokens/s, by the wall clock and by the process's CPU time (which a
+busy shared machine inflates less), and the seconds an epoch of those batches would take: the
+figure to size a training run by.
 """
 
 from __future__ import annotations
@@ -138,6 +143,21 @@ def bench_training(config: TranslationConfig, batches: list[TranslationBatch], s
     print(f"{'PASS' if ratio >= GOAL else 'FAIL'}: tying three_way {ratio:.2f}x nn.Transformer's training tokens/s >= {GOAL:.2f}x")
 
 
+def speed_only(config: TranslationConfig, batches: list[TranslationBatch], steps: int) -> None:
+    torch.manual_seed(0)
+    model = TranslationTransformer(config)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    train_steps(model, batches[-1:], opt)  # warm-up
+    timed = batches[:steps]
+    wall, cpu = time.perf_counter(), time.process_time()
+    train_steps(model, timed, opt)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    tokens, epoch = sum(b.target_tokens for b in timed), sum(b.target_tokens for b in batches)
+    print(f"tying three_way, {sum(p.numel() for p in model.parameters()):,} parameters: {steps} steps, {tokens:,} target tokens")
+    print(f"  wall clock: {tokens / wall:,.0f} target tokens/s; CPU time: {tokens / cpu:,.0f} target tokens/s")
+    print(f"  one epoch ({len(batches)} batches, {epoch:,} target tokens): {epoch / (tokens / wall):,.0f} s by the wall clock, {epoch / (tokens / cpu):,.0f} s by CPU time")
+
+
 def bench_decoding(config: TranslationConfig, steps: int, repeats: int) -> None:
     bitext = builtin_bitext()
     subwords = train_subwords(bitext, 128)
@@ -180,6 +200,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--decode-steps", type=int, default=150, help="training steps before the decoding benchmark")
     ap.add_argument("--skip-decoding", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="only the tying three_way model's training speed (see above)")
     args = ap.parse_args()
     if args.quick:
         args.vocab_size, args.embedding_size, args.layers, args.ffn_size, args.max_tokens = 1000, 64, 2, 128, 1024
@@ -199,6 +220,9 @@ def main() -> None:
         f"d={config.embedding_size}, {args.layers}+{args.layers} layers, {args.heads} heads, FFN {args.ffn_size}, V={vocab}, "
         f"batches of <= {args.max_tokens} padded tokens ({where}), {args.steps} steps x {args.repeats} repeats"
     )
+    if args.speed_only:
+        speed_only(config, batches, args.steps)
+        return
     bench_training(config, batches, args.steps, args.repeats)
     if not args.skip_decoding:
         print()

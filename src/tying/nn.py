@@ -65,9 +65,10 @@ class TiedOutput(nn.Linear):
         label_smoothing: float = 0.0,
     ) -> Tensor:
         """``F.cross_entropy(self(hidden), target, ...)`` without the logits in memory."""
+        scored, weight = self.scoring(hidden)
         return tied_linear_cross_entropy(
-            hidden,
-            self.weight,
+            scored,
+            weight,
             target,
             self.bias,
             ignore_index=ignore_index,
@@ -77,13 +78,17 @@ class TiedOutput(nn.Linear):
             compute_dtype=self.compute_dtype,
         )
 
+    def scoring(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """The vectors and the matrix whose product, plus ``bias``, is the logits: ``(hidden, weight)``."""
+        return hidden, self.weight
+
     def extra_repr(self) -> str:
         extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""
         extra += f", compute_dtype={self.compute_dtype}" if self.compute_dtype else ""
         return super().extra_repr() + extra
 
 
-class JointOutput(nn.Module):
+class JointOutput(TiedOutput):
     r"""Joint input-output embedding (Pappas, Miculicich & Henderson 2018, "Beyond Weight Tying",
     arXiv 1808.10681): words and hidden states are projected into a joint space of their own size
     :math:`j` and scored there,
@@ -95,14 +100,13 @@ class JointOutput(nn.Module):
     with :math:`E \in \mathbb{R}^{|V| \times d}` the word embeddings (``weight``; tie it to the
     input embedding), :math:`U \in \mathbb{R}^{d \times j}` and :math:`b_u` (``word``),
     :math:`V \in \mathbb{R}^{j \times d_h}` and :math:`b_v` (``state``), a vocabulary bias
-    :math:`b` and a nonlinearity :math:`g` (the paper's is tanh). With :math:`U = V = I`, no
-    biases and :math:`g` the identity it is plain tying, :math:`z = E h + b`; the joint space
-    decouples the output layer's capacity from the embedding size while keeping the tie.
+    :math:`b` (``bias``) and a nonlinearity :math:`g` (the paper's is tanh). With
+    :math:`U = V = I`, no biases and :math:`g` the identity it is plain tying, :math:`z = E h + b`;
+    the joint space decouples the output layer's capacity from the embedding size while keeping the tie.
 
-    Like :class:`TiedOutput`, ``forward`` returns logits and :meth:`loss` computes the
-    cross-entropy through :func:`tying.functional.tied_linear_cross_entropy` with the
-    :math:`|V| \times j` joint word matrix in place of :math:`E`, without the
-    :math:`N \times |V|` logits in memory.
+    A :class:`TiedOutput` whose :meth:`scoring` goes through the joint space: ``forward`` returns
+    logits and :meth:`~TiedOutput.loss` computes the cross-entropy with the :math:`|V| \times j`
+    joint word matrix in place of :math:`E`, without the :math:`N \times |V|` logits in memory.
 
     Args:
         in_features: hidden size :math:`d_h` of the states scored.
@@ -126,60 +130,25 @@ class JointOutput(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"JointOutput activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        factory = {"device": device, "dtype": dtype}
         embedding_size = in_features if embedding_size is None else embedding_size
-        self.weight = nn.Parameter(torch.empty(out_features, embedding_size, **factory))  # E
+        factory = {"device": device, "dtype": dtype}
+        super().__init__(embedding_size, out_features, True, chunk_size=chunk_size, compute_dtype=compute_dtype, **factory)
         self.word = nn.Linear(embedding_size, joint_size, **factory)  # U, b_u
         self.state = nn.Linear(in_features, joint_size, **factory)  # V, b_v
-        self.bias = nn.Parameter(torch.empty(out_features, **factory))  # b
-        self.activation, self.chunk_size, self.compute_dtype = activation, chunk_size, compute_dtype
-        self.reset_parameters()
+        self.activation = activation
 
-    def reset_parameters(self) -> None:
-        """``weight`` normal(0, 1) as ``nn.Embedding``; the projections as ``nn.Linear``; ``b = 0``."""
-        nn.init.normal_(self.weight)
-        self.word.reset_parameters()
-        self.state.reset_parameters()
-        nn.init.zeros_(self.bias)
-
-    def joint_words(self) -> Tensor:
-        """:math:`g(E U + b_u)`, ``[|V|, j]``: every word in the joint space."""
-        return _ACTIVATIONS[self.activation](self.word(self.weight))
-
-    def joint_states(self, hidden: Tensor) -> Tensor:
-        """:math:`g(V h + b_v)`, ``[..., j]``."""
-        return _ACTIVATIONS[self.activation](self.state(hidden))
+    def scoring(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`g(V h + b_v)` ``[..., j]`` and :math:`g(E U + b_u)` ``[|V|, j]``: states and words in the joint space."""
+        g = _ACTIVATIONS[self.activation]
+        return g(self.state(hidden)), g(self.word(self.weight))
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return F.linear(self.joint_states(hidden), self.joint_words(), self.bias)
-
-    def loss(
-        self,
-        hidden: Tensor,
-        target: Tensor,
-        *,
-        ignore_index: int = -100,
-        reduction: Reduction = "mean",
-        label_smoothing: float = 0.0,
-    ) -> Tensor:
-        """``F.cross_entropy(self(hidden), target, ...)`` without the logits in memory."""
-        return tied_linear_cross_entropy(
-            self.joint_states(hidden),
-            self.joint_words(),
-            target,
-            self.bias,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-            chunk_size=self.chunk_size,
-            compute_dtype=self.compute_dtype,
-        )
+        return F.linear(*self.scoring(hidden), self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.state.in_features}, out_features={self.weight.shape[0]}, joint_size={self.state.out_features}, activation={self.activation}"
+        return super().extra_repr() + f", joint_size={self.word.out_features}, activation={self.activation}"
 
 
 class LockedDropout(nn.Module):

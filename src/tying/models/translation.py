@@ -24,7 +24,7 @@ arXiv 2002.04745). The final state :math:`h_t` scores the next word,
 Each tie is one visible ``tying.tie`` line in ``__init__``, so it is in the model's spec and
 survives :func:`tying.save` / :func:`tying.load`, :func:`tying.materialize`, ``torch.compile``
 and :func:`tying.distributed.fully_shard_tied`. The output layer is a
-:class:`tying.nn.TiedOutput` (or :class:`~tying.nn.JointOutput`): :meth:`TranslationTransformer.loss`
+:class:`tying.nn.TiedOutput` (its subclass :class:`~tying.nn.JointOutput` for ``"joint"``): :meth:`TranslationTransformer.loss`
 computes the label-smoothed cross-entropy (Szegedy et al. 2016) through its fused head, without the
 ``(B, T, V)`` logits in memory.
 
@@ -217,7 +217,7 @@ class TranslationTransformer(nn.Module):
         self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
         self.decoder_norm = nn.LayerNorm(d)
         if c.tie == "joint":
-            self.output: TiedOutput | JointOutput = JointOutput(d, c.tgt_vocab_size, c.joint_size or d, activation=c.joint_activation)
+            self.output: TiedOutput = JointOutput(d, c.tgt_vocab_size, c.joint_size or d, activation=c.joint_activation)
         else:
             self.output = TiedOutput(d, c.tgt_vocab_size)
         if c.tie == "decoder":
