@@ -166,7 +166,8 @@ def test_ties_survive_compile() -> None:
         ({"positions": "rotary"}, r"positions must be 'sinusoidal' or 'learned', got 'rotary'"),
         ({"eos_id": 40}, r"eos_id=40 is not a token id"),
         ({"bos_id": 0}, r"pad_id, bos_id and eos_id must differ"),
-        ({"dropout": 1.0}, r"dropout and label_smoothing must be in \[0, 1\)"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ({"attention_dropout": -0.1}, r"attention_dropout must be in \[0, 1\), got -0.1"),
         ({"tie": "joint", "joint_activation": "gelu"}, r"JointOutput activation must be one of"),
     ],
 )

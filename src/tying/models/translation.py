@@ -63,7 +63,10 @@ class TranslationConfig:
         num_heads: attention heads (must divide ``embedding_size``).
         encoder_layers, decoder_layers: stacked blocks.
         ffn_size: inner width of each block's feed-forward network (ReLU).
-        dropout: on the embeddings, attention weights, FFN activations and residual branches.
+        dropout: on the embeddings and on every residual branch.
+        attention_dropout: on the attention weights.
+        activation_dropout: on the FFN's inner activations (fairseq's defaults: 0 for both, the
+            extra dropout masks cost about a tenth of a training step on CPU).
         positions: ``"sinusoidal"`` (fixed, Vaswani et al.) or ``"learned"`` (one table per side).
         max_positions: the longest source or target sequence, ``<bos>``/``<eos>`` included.
         joint_size: joint space width j of ``tie="joint"`` (default ``embedding_size``).
@@ -81,6 +84,8 @@ class TranslationConfig:
     decoder_layers: int = 3
     ffn_size: int = 1024
     dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 256
     joint_size: int | None = None
@@ -104,8 +109,9 @@ class TranslationConfig:
             raise ValueError(f"num_heads={self.num_heads} does not divide embedding_size={self.embedding_size}")
         if self.positions == "sinusoidal" and self.embedding_size % 2:
             raise ValueError(f"sinusoidal positions need an even embedding_size, got {self.embedding_size}")
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"dropout and label_smoothing must be in [0, 1), got {self.dropout} and {self.label_smoothing}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "label_smoothing"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
         for name, i in ids.items():
             if not 0 <= i < min(self.src_vocab_size, self.tgt_vocab_size):
@@ -167,8 +173,8 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, c: TranslationConfig) -> None:
         super().__init__()
-        self.ln_attn, self.attn = nn.LayerNorm(c.embedding_size), Attention(c.embedding_size, c.num_heads, c.dropout)
-        self.ln_ffn, self.ffn = nn.LayerNorm(c.embedding_size), FeedForward(c.embedding_size, c.ffn_size, c.dropout)
+        self.ln_attn, self.attn = nn.LayerNorm(c.embedding_size), Attention(c.embedding_size, c.num_heads, c.attention_dropout)
+        self.ln_ffn, self.ffn = nn.LayerNorm(c.embedding_size), FeedForward(c.embedding_size, c.ffn_size, c.activation_dropout)
         self.drop = nn.Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -183,9 +189,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, c: TranslationConfig) -> None:
         super().__init__()
         d = c.embedding_size
-        self.ln_self, self.self_attn = nn.LayerNorm(d), Attention(d, c.num_heads, c.dropout)
-        self.ln_cross, self.cross_attn = nn.LayerNorm(d), Attention(d, c.num_heads, c.dropout)
-        self.ln_ffn, self.ffn = nn.LayerNorm(d), FeedForward(d, c.ffn_size, c.dropout)
+        self.ln_self, self.self_attn = nn.LayerNorm(d), Attention(d, c.num_heads, c.attention_dropout)
+        self.ln_cross, self.cross_attn = nn.LayerNorm(d), Attention(d, c.num_heads, c.attention_dropout)
+        self.ln_ffn, self.ffn = nn.LayerNorm(d), FeedForward(d, c.ffn_size, c.activation_dropout)
         self.drop = nn.Dropout(c.dropout)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
