@@ -213,6 +213,8 @@ class TranslationTransformer(nn.Module):
         d = c.embedding_size
         self.src_embed = nn.Embedding(c.src_vocab_size, d)
         self.tgt_embed = nn.Embedding(c.tgt_vocab_size, d)
+        self.src_pos: nn.Embedding | None = None
+        self.tgt_pos: nn.Embedding | None = None
         if c.positions == "learned":
             self.src_pos, self.tgt_pos = nn.Embedding(c.max_positions, d), nn.Embedding(c.max_positions, d)
         else:  # fixed: a buffer, not saved (recomputed from the config)
@@ -260,14 +262,14 @@ class TranslationTransformer(nn.Module):
         """Memory ``(B, S, d)`` and its attention mask ``(B, 1, 1, S)`` (True at real tokens)
         for source ids ``(B, S)``."""
         mask = (src != self.config.pad_id)[:, None, None, :]
-        x = self._embed(src, self.src_embed, getattr(self, "src_pos", None))
+        x = self._embed(src, self.src_embed, self.src_pos)
         for layer in self.encoder:
             x = layer(x, mask)
         return self.encoder_norm(x), mask
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """Decoder states ``(B, T, d)`` after the final layer norm; position t has read ``tgt_in[:, :t+1]``."""
-        x = self._embed(tgt_in, self.tgt_embed, getattr(self, "tgt_pos", None))
+        x = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)
         for layer in self.decoder:
             x = layer(x, memory, memory_mask)
         return self.decoder_norm(x)
