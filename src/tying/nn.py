@@ -133,10 +133,9 @@ class JointOutput(TiedOutput):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"JointOutput activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         embedding_size = in_features if embedding_size is None else embedding_size
-        factory = {"device": device, "dtype": dtype}
-        super().__init__(embedding_size, out_features, True, chunk_size=chunk_size, compute_dtype=compute_dtype, **factory)
-        self.word = nn.Linear(embedding_size, joint_size, **factory)  # U, b_u
-        self.state = nn.Linear(in_features, joint_size, **factory)  # V, b_v
+        super().__init__(embedding_size, out_features, True, chunk_size=chunk_size, compute_dtype=compute_dtype, device=device, dtype=dtype)
+        self.word = nn.Linear(embedding_size, joint_size, device=device, dtype=dtype)  # U, b_u
+        self.state = nn.Linear(in_features, joint_size, device=device, dtype=dtype)  # V, b_v
         self.activation = activation
 
     def scoring(self, hidden: Tensor) -> tuple[Tensor, Tensor]:

@@ -125,9 +125,13 @@ def _train(lines: list[str], options: dict[str, object], cache: Path) -> bytes:
     except RuntimeError as exc:  # e.g. "Vocabulary size is too high (8000). Please set it to a value <= 512."
         raise ValueError(f"cannot train a SentencePiece vocabulary with {options}: {exc}") from exc
     proto = out.getvalue()
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(proto)
+
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(proto))
+        atomic_write(path, write)
     except OSError as exc:  # a read-only file system: the model is still good, just not cached
         warnings.warn(f"could not cache the SentencePiece model in {str(cache)!r}: {exc}", stacklevel=3)
     return proto

@@ -52,8 +52,12 @@ class TranslationBatch:
         return 0 if self.tgt_out is None else int((self.tgt_out != PAD_ID).sum())
 
     def to(self, device: torch.device | str) -> TranslationBatch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return TranslationBatch(move(self.src), move(self.tgt_in), move(self.tgt_out), self.index)
+        """The batch with its id tensors on ``device`` (``index`` stays on the CPU)."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return TranslationBatch(self.src.to(device, non_blocking=True), move(self.tgt_in), move(self.tgt_out), self.index)
 
 
 def _pad(rows: list[list[int]]) -> torch.Tensor:

@@ -207,6 +207,8 @@ class TranslationTransformer(nn.Module):
     encoder once per batch, and :meth:`loss` works from the decoder states through the fused head.
     """
 
+    sinusoids: torch.Tensor  # the fixed position table (a buffer), with positions="sinusoidal"
+
     def __init__(self, config: TranslationConfig) -> None:
         super().__init__()
         c = self.config = config

@@ -74,6 +74,7 @@ def evaluate(
         total, tokens = 0.0, 0
         for batch in batches:
             b = batch.to(device)
+            assert b.tgt_in is not None and b.tgt_out is not None  # batched with targets above
             total += float(model.loss(b.src, b.tgt_in, b.tgt_out, reduction="sum", label_smoothing=0.0))
             tokens += batch.target_tokens
     finally:
