@@ -179,3 +179,14 @@ def test_bad_configs_say_what_is_wrong(changes: dict, message: str) -> None:
 def test_too_long_sequence_is_named() -> None:
     with pytest.raises(ValueError, match=r"sequence of 21 tokens is longer than max_positions=20"):
         _model()(torch.full((1, 21), 5), torch.full((1, 3), 5))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fsdp2_plan_puts_each_tie_group_in_one_unit(mode: str) -> None:
+    from tying.distributed import shard_groups
+
+    plan = shard_groups(_model(tie=mode))
+    tied_units = [u for u in plan.units if u.ties]
+    expected = {"none": [], "decoder": [("output", "tgt_embed")], "three_way": [("output", "src_embed", "tgt_embed")]}
+    expected["joint"] = expected["three_way"]
+    assert [tuple(sorted(u.modules)) for u in tied_units] == expected[mode]
