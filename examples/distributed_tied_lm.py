@@ -6,7 +6,7 @@
 Runs on CPU (gloo) or, when every rank sees a GPU, on CUDA (nccl). Each rank trains on its own
 batches of counting sequences. With ``--mode fsdp`` the model is sharded by
 :func:`tying.distributed.fully_shard_tied` (the tied embedding and output layer in one unit, one
-unit per block, the root last); :func:`tying.save` gathers it and rank 0 writes one checkpoint, which
+unit per block, the root last); :func:`tying.distributed.save` gathers it and rank 0 writes one checkpoint, which
 rank 0 then loads into a fresh, unsharded and untied model: the file's tie comes back with it.
 """
 
@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import tying
+import tying.distributed
 from tying.distributed import fully_shard_tied
 from tying.models import TransformerConfig, TransformerLanguageModel
 
@@ -71,7 +72,7 @@ def main() -> None:
             print(f"step {step}: loss {loss.item() / world:.4f}")
 
     tying.verify(trained)  # every rank: the tie holds (one Parameter, sharded or not)
-    tying.save(trained, args.out)  # every rank calls it; rank 0 writes
+    tying.distributed.save(trained, args.out)  # every rank calls it; rank 0 writes
     if rank == 0:
         fresh = TransformerLanguageModel(replace(config, tie=False))  # untied
         result = tying.load(fresh, args.out)

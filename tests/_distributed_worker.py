@@ -202,7 +202,7 @@ def run_fsdp(rank: int, world: int, out: Path, tensors: dict[str, torch.Tensor],
         _put(tensors, f"{name}/grad", grads)
         _put(tensors, f"{name}/param", _params(model))
         path = out / f"fsdp-{name}.safetensors"
-        tying.save(model, path)  # every rank calls it; rank 0 writes
+        tying.distributed.save(model, path)  # every rank calls it; rank 0 writes
         info[name] = {"plan": str(plan), "losses": losses, "sharded": _observe(model), "file_after_save": path.is_file()}
         if rank == 0:
             ref_losses, ref_grads = _train(ref, case, batch, distributed=False)
@@ -217,7 +217,7 @@ def run_fsdp(rank: int, world: int, out: Path, tensors: dict[str, torch.Tensor],
     for rank_error in ("save_error", "load_error"):
         try:
             if rank_error == "save_error":
-                tying.save(model, out / "no such folder" / "x.safetensors")
+                tying.distributed.save(model, out / "no such folder" / "x.safetensors")
             else:
                 tying.load(model, out / "fsdp-three_way.safetensors")  # the last model is still sharded
             info[rank_error] = None

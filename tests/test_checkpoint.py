@@ -216,11 +216,15 @@ def test_load_file_written_by_safetensors_save_model(models, tmp_path) -> None:
     result = tying.load(m, path)
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert m.head.weight is m.embed.weight and torch.equal(m.embed.weight, src.embed.weight)
-    # Into a plain untied model: both copies filled from the one stored tensor.
+    # Into a plain untied model: the file stores the two entries as one tensor, so the model gets
+    # one tensor back (it used to get two equal copies that drift apart in training).
     plain = models.TinyLM()
-    tying.load(plain, path)
+    result = tying.load(plain, path)
     assert torch.equal(plain.head.weight, src.embed.weight) and torch.equal(plain.embed.weight, src.embed.weight)
-    assert plain.head.weight is not plain.embed.weight  # the file records no declared tie
+    assert plain.head.weight is plain.embed.weight
+    assert [t.describe() for t in result.applied_ties] == ["embed.weight -> head.weight"]
+    assert [t.describe() for t in tying.get_spec(plain).ties] == ["embed.weight -> head.weight"]
+    tying.verify(plain)
 
 
 def test_load_save_model_file_of_transposed_tie(models, tmp_path) -> None:
@@ -409,7 +413,7 @@ def test_load_refuses_file_tie_onto_foreign_parametrization_before_changing_anyt
             m,
             path,
             snapshot,
-            r"cannot apply the file's tie '2\.weight -> 3\.weight': '3\.weight' is computed by a parametrization",
+            r"cannot apply the file's tie '2\.weight -> 3\.weight': target '3\.weight' is computed by a parametrization",
             strict=strict,
         )
     assert m[1].weight is not m[0].weight
@@ -558,3 +562,86 @@ def test_failed_write_leaves_previous_file_and_no_temp_file(models, tmp_path, mo
 def test_save_into_missing_folder(models, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tying.save(models.TinyLM(), tmp_path / "nope" / "x.safetensors")
+
+
+def test_save_to_a_folder_names_the_folder(models, tmp_path) -> None:
+    """It used to raise a raw IsADirectoryError about a temporary name."""
+    with pytest.raises(IsADirectoryError, match=rf"cannot write '{tmp_path}': it is a folder; name a file in it"):
+        tying.save(models.TinyLM(), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_shape_mismatch_is_not_also_unexpected_and_suggests_resize_vocab(models, tmp_path, snapshot) -> None:
+    path = tying.save(models.tied_lm(vocab=12), tmp_path / "v12.safetensors")
+    model = models.tied_lm(vocab=11)
+    snap = snapshot(model)
+    with pytest.raises(CheckpointError) as caught:
+        tying.load(model, path)
+    message = str(caught.value)
+    assert "'embed.weight': the file holds shape [12, 4]" in message
+    assert "unexpected" not in message  # it used to list the same key as unexpected too
+    assert "call tying.resize_vocab(model, 12) before loading" in message
+    snap.assert_unchanged(model)
+    tying.resize_vocab(model, 12)
+    tying.load(model, path)
+
+
+class _NanoGPT(nn.Module):
+    """nanoGPT's tie, as written: by assignment, never declared."""
+
+    def __init__(self, tie: bool) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(10, 4)
+        self.h = nn.Linear(4, 4)
+        self.lm_head = nn.Linear(4, 10, bias=False)
+        if tie:
+            self.wte.weight = self.lm_head.weight
+
+
+def test_undeclared_tie_in_the_file_is_reapplied_on_load(tmp_path) -> None:
+    """A file that stores two entries as one tensor gives one tensor back; the model used to load
+    two equal copies that drift apart in training, and verify passed."""
+    src = _NanoGPT(tie=True)
+    path = tying.save(src, tmp_path / "nano.safetensors")
+    assert tying.read_checkpoint(path).aliases == {"wte.weight": "lm_head.weight"} or tying.read_checkpoint(path).aliases == {
+        "lm_head.weight": "wte.weight"
+    }
+    fresh = _NanoGPT(tie=False)
+    result = tying.load(fresh, path)
+    assert fresh.wte.weight is fresh.lm_head.weight
+    assert torch.equal(fresh.wte.weight, src.wte.weight)
+    assert len(result.applied_ties) == 1 and tying.verify(fresh).ok
+
+
+def test_file_alias_the_model_cannot_hold_is_refused(tmp_path, snapshot) -> None:
+    src = _NanoGPT(tie=True)
+    path = tying.save(src, tmp_path / "nano.safetensors")
+
+    class Other(_NanoGPT):
+        def __init__(self) -> None:
+            super().__init__(tie=False)
+            self.wte.weight = nn.Parameter(self.wte.weight.detach().double())  # cannot share with a float32 head
+
+    model = Other()
+    snap = snapshot(model)
+    with pytest.raises(CheckpointError, match=r"the file stores '(wte|lm_head)\.weight' and '(wte|lm_head)\.weight' as one tensor but the model cannot hold that tie"):
+        tying.load(model, path)
+    snap.assert_unchanged(model)
+
+
+def test_undeclared_sharing_with_disagreeing_stored_copies_is_refused(tmp_path, snapshot) -> None:
+    """The model shares one Parameter under two paths (undeclared); a file storing two different
+    copies for them used to load last-write-wins without a word."""
+    plain = _NanoGPT(tie=False)
+    path = tying.save(plain, tmp_path / "untied.safetensors")  # two different matrices
+    shared = _NanoGPT(tie=True)
+    snap = snapshot(shared)
+    with pytest.raises(CheckpointError, match=r"are one tensor in the model but the file's copies .* differ"):
+        tying.load(shared, path)
+    snap.assert_unchanged(shared)
+    with pytest.warns(UserWarning, match="differ"):
+        result = tying.load(shared, path, strict=False)
+    assert shared.wte.weight is shared.lm_head.weight and len(result.warnings) == 1
+    # Equal stored copies load fine.
+    plain.lm_head.weight = nn.Parameter(plain.wte.weight.detach().clone())
+    tying.load(_NanoGPT(tie=True), tying.save(plain, tmp_path / "equal.safetensors"))

@@ -4,6 +4,8 @@ parameters after every operation, exact gradients, and every error message."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 
 import pytest
 import torch
@@ -688,8 +690,15 @@ def test_error_target_is_source(models) -> None:
         tying.tie(models.TinyLM(), "embed.weight", "embed.weight")
     m = models.Stack()
     tying.tie(m, "layers.0.weight", "layers.1.weight")
-    with pytest.raises(TieError, match="to itself"):
-        tying.tie(m, "layers.1.weight", "layers.0.weight")  # resolves to layers.0 -> layers.0
+    # The reverse of a declared tie names the existing tie (it once said "cannot tie ... to itself").
+    with pytest.raises(
+        TieError,
+        match=r"'layers\.1\.weight' and 'layers\.0\.weight' are tied already: 'layers\.0\.weight -> layers\.1\.weight' "
+        r"is declared; to make 'layers\.1\.weight' the source, call tying\.untie",
+    ):
+        tying.tie(m, "layers.1.weight", "layers.0.weight")
+    with pytest.raises(TieError, match="tied already"):
+        tying.tie_transposed(m, "layers.1.weight", "layers.0.weight")
 
 
 def test_error_no_targets(models) -> None:
@@ -755,3 +764,76 @@ def test_failed_tie_changes_nothing(models, snapshot) -> None:
         tying.tie(m, "encoder.embed.weight", "decoder.embed.weight", "decoder.nope.weight")
     snap.assert_unchanged(m)
     assert not hasattr(m, "_tying_spec") or tying.get_spec(m).ties == []
+
+
+class _Aliased(nn.Module):
+    """One embedding registered under two paths (x-transformers' shared token embedding, fairseq's
+    share_all_embeddings), plus an output layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.alias = self.emb
+        self.out = nn.Linear(4, 10, bias=False)
+
+
+@pytest.mark.parametrize("path", ["alias.weight", "emb.weight"])
+def test_untie_refuses_a_path_of_an_aliased_module(path) -> None:
+    """It used to drop the declaration silently, keep the alias shared and break emb -> out."""
+    m = _Aliased()
+    tying.tie(m, "emb.weight", "alias.weight", "out.weight")
+    before = list(tying.get_spec(m).ties)
+    with pytest.raises(
+        TieError,
+        match=rf"cannot untie '{re.escape(path)}': it is the same slot as .* registered under the paths .*'(alias|emb)'.*'(alias|emb)'"
+        r".*register a separate module",
+    ):
+        tying.untie(m, path)
+    assert tying.get_spec(m).ties == before  # nothing changed
+    assert m.out.weight is m.emb.weight is m.alias.weight
+    tying.verify(m)
+    tying.untie(m, "out.weight")  # the other member still unties
+    assert m.out.weight is not m.emb.weight and m.alias.weight is m.emb.weight
+
+
+def test_spec_of_a_submodule_is_seen_through_a_wrapper(models, tmp_path) -> None:
+    """A model wrapping a tied model without a spec of its own answers for its part's ties."""
+    inner = models.tied_lm()
+    wrapper = nn.Sequential(inner, nn.Identity())
+    assert [t.describe() for t in tying.get_spec(wrapper).ties] == ["0.embed.weight -> 0.head.weight"]
+    tying.verify(wrapper)  # used to report the tie as undeclared sharing
+    path = tying.save(wrapper, tmp_path / "w.safetensors")
+    assert [t.describe() for t in tying.read_checkpoint(path).spec.ties] == ["0.embed.weight -> 0.head.weight"]
+    fresh = nn.Sequential(models.TinyLM(), nn.Identity())
+    tying.load(fresh, path)
+    assert fresh[0].head.weight is fresh[0].embed.weight
+    # materialize re-ties a wrapped meta model through its part's spec
+    with torch.device("meta"):
+        lm = models.TinyLM()
+    tying.tie(lm, "embed.weight", "head.weight")
+    meta = nn.Sequential(lm)
+    meta.to_empty(device="cpu")
+    assert tying.verify(meta, raise_error=False).broken
+    tying.retie(meta)
+    assert meta[0].head.weight is meta[0].embed.weight
+    # untie through the wrapper removes the part's declaration
+    tying.untie(wrapper, "0.head.weight")
+    assert tying.get_spec(wrapper).ties == [] and tying.get_spec(inner).ties == []
+
+
+def test_unknown_path_never_suggests_a_path_it_refuses() -> None:
+    """Suggestions used to include '...parametrizations.weight.original1', which resolve refuses."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    m = nn.Sequential(weight_norm(nn.Linear(3, 3)))
+    with pytest.raises(TieError) as caught:
+        tying.tie(m, "0.weigh", "0.bias")
+    assert "parametrizations" not in str(caught.value)
+
+
+def test_spec_chain_error_names_the_chain() -> None:
+    text = json.dumps(
+        {"version": 1, "ties": [{"source": "a", "target": "b", "transform": None}, {"source": "b", "target": "c", "transform": None}]}
+    )
+    with pytest.raises(ValueError, match=r"chain: 'b' is the source of 'b -> c' and the target of 'a -> b'"):
+        tying.TieSpec.from_json(text)

@@ -299,3 +299,14 @@ def test_sharded_save_failure_reaches_every_rank_and_load_is_refused(fsdp_run) -
     for info in (i0, i1):
         assert "cannot load" in info["load_error"]
         assert "into a sharded (DTensor) model: load it into the model before fully_shard" in info["load_error"]
+
+
+def test_default_units_skip_none_entries_of_a_module_list() -> None:
+    """A ModuleList may hold None (skipped layers); the plan used to name 'layers.1', a unit the
+    user never gave, and refuse it."""
+    m = nn.Module()
+    m.layers = nn.ModuleList([nn.Linear(3, 3), None, nn.Linear(3, 3)])
+    m.head = nn.Linear(3, 3)
+    tying.tie(m, "layers.0.weight", "layers.2.weight")
+    plan = shard_groups(m)
+    assert [u.modules for u in plan.units] == [("layers.0", "layers.2")]

@@ -463,3 +463,69 @@ def test_import_tying_without_transformers(tmp_path: Path) -> None:
         "assert info.config_flags == {'tie_word_embeddings': True} and len(info.files) == 1\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# Architectures whose meta build lost non-persistent buffers (rotary inv_freq, position_ids,
+# token_type_ids) on the default materialize path before tying used the model's own initialiser.
+_ENC = dict(num_hidden_layers=1, hidden_size=D, num_attention_heads=2, intermediate_size=32, vocab_size=V, max_position_embeddings=32)
+_DEC = dict(_LLAMA, max_position_embeddings=32, tie_word_embeddings=True)
+META_ARCHS = {
+    **{name: CONFIGS[name] for name in ("gpt2", "bert", "t5", "bart", "marian", "llama", "llama-untied")},
+    "roberta": lambda: (transformers.RobertaForMaskedLM, transformers.RobertaConfig(**_ENC, pad_token_id=1)),
+    "distilbert": lambda: (
+        transformers.DistilBertForMaskedLM,
+        transformers.DistilBertConfig(n_layers=1, dim=D, n_heads=2, hidden_dim=32, vocab_size=V, max_position_embeddings=32),
+    ),
+    "electra": lambda: (transformers.ElectraForMaskedLM, transformers.ElectraConfig(**_ENC, embedding_size=D)),
+    "albert": lambda: (transformers.AlbertForMaskedLM, transformers.AlbertConfig(**_ENC, embedding_size=8)),
+    "mistral": lambda: (transformers.MistralForCausalLM, transformers.MistralConfig(**_DEC)),
+    "qwen2": lambda: (transformers.Qwen2ForCausalLM, transformers.Qwen2Config(**_DEC)),
+    "qwen3": lambda: (transformers.Qwen3ForCausalLM, transformers.Qwen3Config(**_DEC, head_dim=8)),
+    "gemma": lambda: (transformers.GemmaForCausalLM, transformers.GemmaConfig(**_DEC, head_dim=8)),
+    "gemma2": lambda: (transformers.Gemma2ForCausalLM, transformers.Gemma2Config(**_DEC, head_dim=8)),
+    "phi3": lambda: (transformers.Phi3ForCausalLM, transformers.Phi3Config(**_DEC, pad_token_id=0)),
+    "gptj": lambda: (
+        transformers.GPTJForCausalLM,
+        transformers.GPTJConfig(n_layer=1, n_embd=D, n_head=2, rotary_dim=4, vocab_size=V, n_positions=32, tie_word_embeddings=True),
+    ),
+    "codegen": lambda: (
+        transformers.CodeGenForCausalLM,
+        transformers.CodeGenConfig(n_layer=1, n_embd=D, n_head=2, rotary_dim=4, vocab_size=V, n_positions=32, tie_word_embeddings=True),
+    ),
+    "gpt-neo": lambda: (
+        transformers.GPTNeoForCausalLM,
+        transformers.GPTNeoConfig(
+            num_layers=2, hidden_size=D, num_heads=2, attention_types=[[["global", "local"], 1]], vocab_size=V,
+            max_position_embeddings=32, window_size=4,
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(META_ARCHS))
+def test_meta_build_materialize_load_gives_the_original_logits(name: str, tmp_path: Path) -> None:
+    """The default path — build under torch.device('meta'), materialize(model, 'cpu'), load tying's
+    own file — computes exactly the original's logits: non-persistent buffers (rotary inv_freq,
+    position_ids, token_type_ids), which no checkpoint holds, are re-created by the model's own
+    initialiser instead of being left as uninitialised memory."""
+    cls, config = META_ARCHS[name]()
+    torch.manual_seed(0)
+    original = cls(config).eval()
+    tying.save(original, tmp_path / "model.safetensors")
+    with torch.device("meta"):
+        model = cls(config).eval()
+    tying.materialize(model, "cpu")
+    tying.load(model, tmp_path / "model.safetensors")
+    for key, buffer in original.named_buffers():
+        assert torch.equal(model.get_buffer(key), buffer), key
+    seq2seq = name in ("t5", "bart", "marian")
+    assert torch.equal(logits(original, "bart" if seq2seq else name), logits(model, "bart" if seq2seq else name))
+    assert {g.paths[0]: g.paths for g in tying.find_ties(model)} == {g.paths[0]: g.paths for g in tying.find_ties(original)}
+
+
+def test_folder_without_config_points_at_its_safetensors_files(tmp_path: Path) -> None:
+    tying.save(nn.Linear(2, 2), tmp_path / "a.safetensors")
+    with pytest.raises(tying.CheckpointError, match=r"has no config\.json.*it holds a\.safetensors: inspect a file itself, e\.g\. tying inspect '.*a\.safetensors'"):
+        read_pretrained(tmp_path)
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code != 0 and "a.safetensors" in result.output

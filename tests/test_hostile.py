@@ -168,6 +168,8 @@ def _refused(path: Path, snapshot, match: str, *, header: bool = True) -> None:
 # --------------------------------------------------------------------------- deterministic cases
 
 W = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+# tying's own words for what safetensors' parser rejects (its Rust messages follow and may change).
+_INVALID = r"is not a valid safetensors file: \S"
 
 
 def _entry(**fields: object) -> dict:
@@ -179,36 +181,36 @@ TRUNCATED: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("5-bytes", lambda d: d[:5], r"not a safetensors file: 5 bytes"),
     ("length-only", lambda d: d[:8], r"declares a [\d,]+-byte header but the file has 8 bytes"),
     ("header-cut", lambda d: d[:40], r"declares a [\d,]+-byte header but the file has 40 bytes"),
-    ("data-cut", lambda d: d[:-1], r"not a valid safetensors file: .*file not fully covered"),
-    ("extra-byte", lambda d: d + b"\0", r"not a valid safetensors file: .*file not fully covered"),
+    ("data-cut", lambda d: d[:-1], _INVALID),
+    ("extra-byte", lambda d: d + b"\0", _INVALID),
 ]
 
 HEADERS: list[tuple[str, bytes, str]] = [
-    ("not-json", _pack(b"this is not json"), r"invalid JSON in header"),
-    ("array", _pack([]), r"invalid type: sequence"),
-    ("string", _pack("w"), r"invalid type: string"),
-    ("null", _pack(b"null"), r"invalid type: null"),
-    ("deep", _pack(b"[" * 500 + b"]" * 500), r"invalid JSON in header"),
-    ("trailing", _pack(json.dumps({"w": W}).encode() + b"}}", b"\0" * 8), r"trailing characters"),
-    ("nul-bytes", _pack(b"\0" * 16), r"invalid JSON in header"),
-    ("entry-not-object", _pack({"w": 1}), r"invalid type: integer `1`"),
-    ("dtype-int", _pack(_entry(dtype=4), b"\0" * 8), r"invalid type: integer `4`"),
-    ("dtype-unknown", _pack(_entry(dtype="F99"), b"\0" * 8), r"unknown variant `F99`"),
-    ("shape-string", _pack(_entry(shape="2"), b"\0" * 8), r'invalid type: string "2"'),
-    ("shape-negative", _pack(_entry(shape=[-2]), b"\0" * 8), r"invalid value: integer `-2`"),
-    ("shape-overflow", _pack(_entry(shape=[2**62, 2**62]), b"\0" * 8), r"overflow computing buffer size"),
-    ("shape-not-usize", _pack(_entry(shape=[2**64]), b"\0" * 8), r"invalid type: floating point"),
-    ("offsets-reversed", _pack(_entry(data_offsets=[8, 0]), b"\0" * 8), r"invalid offset for tensor `w`"),
-    ("offsets-negative", _pack(_entry(data_offsets=[-8, 0]), b"\0" * 8), r"invalid value: integer `-8`"),
-    ("offsets-missing", _pack({"w": {"dtype": "F32", "shape": [2]}}, b"\0" * 8), r"missing field `data_offsets`"),
-    ("offsets-overlap", _pack({"w": W, "v": W}, b"\0" * 8), r"invalid offset for tensor"),
-    ("offsets-gap", _pack(_entry(data_offsets=[8, 16]), b"\0" * 16), r"invalid offset for tensor `w`"),
-    ("offsets-beyond-file", _pack(_entry(shape=[4], data_offsets=[0, 16]), b"\0" * 8), r"file not fully covered"),
-    ("metadata-list", _pack({"__metadata__": [1], "w": W}, b"\0" * 8), r"invalid type: sequence"),
-    ("metadata-int", _pack({"__metadata__": {"a": 1}, "w": W}, b"\0" * 8), r"invalid type: integer `1`"),
+    ("not-json", _pack(b"this is not json"), _INVALID),
+    ("array", _pack([]), _INVALID),
+    ("string", _pack("w"), _INVALID),
+    ("null", _pack(b"null"), _INVALID),
+    ("deep", _pack(b"[" * 500 + b"]" * 500), _INVALID),
+    ("trailing", _pack(json.dumps({"w": W}).encode() + b"}}", b"\0" * 8), _INVALID),
+    ("nul-bytes", _pack(b"\0" * 16), _INVALID),
+    ("entry-not-object", _pack({"w": 1}), _INVALID),
+    ("dtype-int", _pack(_entry(dtype=4), b"\0" * 8), _INVALID),
+    ("dtype-unknown", _pack(_entry(dtype="F99"), b"\0" * 8), _INVALID),
+    ("shape-string", _pack(_entry(shape="2"), b"\0" * 8), _INVALID),
+    ("shape-negative", _pack(_entry(shape=[-2]), b"\0" * 8), _INVALID),
+    ("shape-overflow", _pack(_entry(shape=[2**62, 2**62]), b"\0" * 8), _INVALID),
+    ("shape-not-usize", _pack(_entry(shape=[2**64]), b"\0" * 8), _INVALID),
+    ("offsets-reversed", _pack(_entry(data_offsets=[8, 0]), b"\0" * 8), _INVALID),
+    ("offsets-negative", _pack(_entry(data_offsets=[-8, 0]), b"\0" * 8), _INVALID),
+    ("offsets-missing", _pack({"w": {"dtype": "F32", "shape": [2]}}, b"\0" * 8), _INVALID),
+    ("offsets-overlap", _pack({"w": W, "v": W}, b"\0" * 8), _INVALID),
+    ("offsets-gap", _pack(_entry(data_offsets=[8, 16]), b"\0" * 16), _INVALID),
+    ("offsets-beyond-file", _pack(_entry(shape=[4], data_offsets=[0, 16]), b"\0" * 8), _INVALID),
+    ("metadata-list", _pack({"__metadata__": [1], "w": W}, b"\0" * 8), _INVALID),
+    ("metadata-int", _pack({"__metadata__": {"a": 1}, "w": W}, b"\0" * 8), _INVALID),
     ("length-max", _pack({"w": W}, b"\0" * 8, length=2**64 - 1), r"declares a 18,446,744,073,709,551,615-byte header"),
-    ("length-zero", _pack({"w": W}, b"\0" * 8, length=0), r"EOF while parsing"),
-    ("length-short", _pack({"w": W}, b"\0" * 8, length=5), r"EOF while parsing"),
+    ("length-zero", _pack({"w": W}, b"\0" * 8, length=0), _INVALID),
+    ("length-short", _pack({"w": W}, b"\0" * 8, length=5), _INVALID),
     ("length-beyond-file", _pack({"w": W}, b"", length=10_000), r"declares a 10,000-byte header but the file has"),
 ]
 
@@ -751,3 +753,23 @@ def test_resume_after_kill_9_reproduces_every_step_loss(tiny_corpus_dir, tmp_pat
     leftovers = {p.name for p in run.iterdir()} - final
     assert all(n.startswith(("model-epoch", ".")) for n in leftovers), leftovers
 
+
+
+def test_import_and_save_work_without_fcntl(tmp_path) -> None:
+    """Windows has no fcntl: `import tying` and `tying.save` must not need it (hidden here)."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import os, time, torch, tying\n"
+        "from torch import nn\n"
+        "folder = sys.argv[1]\n"
+        "old = os.path.join(folder, '.m.safetensors.tying-tmp-0123abcd'); os.mkdir(old)\n"
+        "os.utime(old, (time.time() - 2 * 86400,) * 2)\n"
+        "young = os.path.join(folder, '.m.safetensors.tying-tmp-89abcdef'); os.mkdir(young)\n"
+        "m = nn.Linear(3, 3)\n"
+        "tying.load(nn.Linear(3, 3), tying.save(m, os.path.join(folder, 'm.safetensors')))\n"
+        "print(sorted(os.listdir(folder)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    # the day-old leftover is removed, the young one (maybe a live writer's) kept
+    assert out.stdout.strip() == "['.m.safetensors.tying-tmp-89abcdef', 'm.safetensors']"

@@ -1,5 +1,5 @@
-"""materialize: a meta-built model is allocated once per shared tensor, keeps its ties, and each tie
-group is initialised exactly once, through its source's module, whatever the module order."""
+"""materialize: a meta-built model is allocated once per shared tensor, keeps its ties, each tie
+group holds what its source's module initialised, and the values equal an eager build's."""
 
 from __future__ import annotations
 
@@ -83,78 +83,52 @@ def test_materialize_init_false_allocates_without_initialising(models, tmp_path)
     assert torch.equal(m.embed.weight, src.embed.weight) and m.head.weight is m.embed.weight
 
 
-def _embedding_reset(vocab: int, dim: int) -> torch.Tensor:
-    """What nn.Embedding.reset_parameters alone draws (standard normal)."""
-    return torch.empty(vocab, dim).normal_()
+class _AE(nn.Module):
+    def __init__(self, dec_first: bool) -> None:
+        super().__init__()
+        if dec_first:
+            self.dec = nn.Linear(3, 7, bias=False)
+        self.enc = nn.Linear(7, 3, bias=False)
+        if not dec_first:
+            self.dec = nn.Linear(3, 7, bias=False)
 
 
-def _linear_reset(out: int, inp: int) -> torch.Tensor:
-    """What nn.Linear.reset_parameters alone draws for the weight."""
-    w = torch.empty(out, inp)
-    nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-    return w
+_EAGER_CASES = {
+    "embed source, registered first": ("TinyLM", (("embed.weight", "head.weight"),), ()),
+    "embed source, registered last": ("HeadFirstLM", (("embed.weight", "head.weight"),), ()),
+    "linear source, registered last": ("TinyLM", (("head.weight", "embed.weight"),), ()),
+    "linear source, registered first": ("HeadFirstLM", (("head.weight", "embed.weight"),), ()),
+    "transposed": ("AutoEncoder", (), (("enc.weight", "dec.weight"),)),
+    "transposed, target first": ("AE dec first", (), (("enc.weight", "dec.weight"),)),
+    "transposed, source first": ("AE enc first", (), (("enc.weight", "dec.weight"),)),
+}
 
 
-@pytest.mark.parametrize("order", ["TinyLM", "HeadFirstLM"])
-def test_seeded_init_equals_source_module_alone_any_order(models, order) -> None:
-    """The tied weight is what the source's reset_parameters alone draws, whether the source module
-    is initialised before or after the target's (the target's initialiser never touches it)."""
-    factory = getattr(models, order)
-    m = _meta(lambda: factory(vocab=13, dim=5), ("embed.weight", "head.weight"))
+@pytest.mark.parametrize("case", list(_EAGER_CASES))
+def test_seeded_init_equals_an_eager_build(models, case) -> None:
+    """Meta build + materialize gives exactly what an eager build (then tie) gives under the same
+    seed, whichever module registers first: the draws an eager build makes for a tied target
+    before the tie replaces it happen too (into scratch memory), and the tied tensor keeps the
+    source module's values, drawn once."""
+    name, ties, transposed = _EAGER_CASES[case]
+    factory = {"AE dec first": lambda: _AE(True), "AE enc first": lambda: _AE(False)}.get(name) or getattr(models, name)
+    torch.manual_seed(1234)
+    eager = factory()
+    for source, *targets in ties:
+        tying.tie(eager, source, *targets)
+    for source, target in transposed:
+        tying.tie_transposed(eager, source, target)
+    after_eager = torch.get_rng_state()
+    m = _meta(factory, *ties, transposed=transposed)
     torch.manual_seed(1234)
     tying.materialize(m, "cpu")
-    torch.manual_seed(1234)
-    expected = _embedding_reset(13, 5)
-    assert torch.equal(m.embed.weight, expected)
-    assert m.head.weight is m.embed.weight
-
-
-@pytest.mark.parametrize("order", ["TinyLM", "HeadFirstLM"])
-def test_seeded_init_with_linear_source(models, order) -> None:
-    factory = getattr(models, order)
-    m = _meta(lambda: factory(vocab=13, dim=5), ("head.weight", "embed.weight"))
-    torch.manual_seed(99)
-    tying.materialize(m, "cpu")
-    torch.manual_seed(99)
-    if order == "TinyLM":
-        # embed's reset is skipped (it reads a meta placeholder); proj draws before head.
-        proj = nn.Linear(5, 5)
-        assert torch.equal(m.proj.weight, proj.weight) and torch.equal(m.proj.bias, proj.bias)
-    assert torch.equal(m.head.weight, _linear_reset(13, 5))
-    assert m.embed.weight is m.head.weight
-
-
-@pytest.mark.parametrize("dec_first", [False, True])
-def test_seeded_transposed_init_any_order(dec_first) -> None:
-    class AE(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            if dec_first:
-                self.dec = nn.Linear(3, 7, bias=False)
-            self.enc = nn.Linear(7, 3, bias=False)
-            if not dec_first:
-                self.dec = nn.Linear(3, 7, bias=False)
-
-    ae = _meta(AE, transposed=[("enc.weight", "dec.weight")])
-    torch.manual_seed(3)
-    tying.materialize(ae, "cpu")
-    torch.manual_seed(3)
-    assert torch.equal(ae.enc.weight, _linear_reset(3, 7))
-    assert ae.dec.parametrizations.weight.original is ae.enc.weight
-
-
-def test_seeded_transposed_init_equals_source_alone(models) -> None:
-    ae = _meta(lambda: models.AutoEncoder(d=7, h=3), transposed=[("enc.weight", "dec.weight")])
-    torch.manual_seed(5)
-    tying.materialize(ae, "cpu")
-    torch.manual_seed(5)
-    ref = nn.Linear(7, 3)
-    assert torch.equal(ae.enc.weight, ref.weight)
-    assert torch.equal(ae.enc.bias, ref.bias)
-    # dec.bias is then drawn by dec's own reset (fan_in from the transposed weight's shape, 3).
-    bound = 1 / math.sqrt(3)
-    assert ae.dec.bias.abs().max() <= bound
-    assert torch.equal(ae.dec.weight, ref.weight.T)
+    assert torch.equal(torch.get_rng_state(), after_eager)  # the same draws, in the same order
+    want = eager.state_dict()
+    got = m.state_dict()
+    assert list(got) == list(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    tying.verify(m)
 
 
 def test_each_tie_group_initialised_once_through_its_source(models) -> None:
@@ -173,8 +147,10 @@ def test_each_tie_group_initialised_once_through_its_source(models) -> None:
                     p.fill_(len(seen))
 
     tying.materialize(m, "cpu", init=init)
-    assert seen == [("decoder.out", "weight")]
-    assert torch.equal(m.decoder.out.weight, torch.full((9, 4), 1.0))
+    # Every registration is visited (the others hold scratch memory, as in an eager build), but the
+    # tied tensor holds what its source's visit wrote.
+    assert sorted(seen) == [("decoder.embed", "weight"), ("decoder.out", "weight"), ("encoder.embed", "weight")]
+    assert torch.equal(m.decoder.out.weight, torch.full((9, 4), float(seen.index(("decoder.out", "weight")) + 1)))
     assert m.encoder.embed.weight is m.decoder.out.weight is m.decoder.embed.weight
 
 
@@ -200,3 +176,82 @@ def test_to_empty_alone_breaks_ties_materialize_does_not(models) -> None:
     b = _meta(models.TinyLM, ("embed.weight", "head.weight"))
     tying.materialize(b, "cpu")
     assert b.head.weight is b.embed.weight
+
+
+def test_module_registered_twice_is_initialised_like_reset_parameters() -> None:
+    """accelerate's own tied test model, nn.Sequential(l, l): one slot under two paths. It used to
+    be left uninitialised (values up to 1e36 or NaN): the owner's slot was hidden as well."""
+    with torch.device("meta"):
+        lin = nn.Linear(10, 10)
+        m = nn.Sequential(lin, lin)
+    torch.manual_seed(7)
+    tying.materialize(m, "cpu")
+    torch.manual_seed(7)
+    ref = nn.Linear(10, 10)
+    assert m[0] is m[1] and torch.equal(m[0].weight, ref.weight) and torch.equal(m[0].bias, ref.bias)
+    assert m[0].weight.abs().max() <= 1 / math.sqrt(10)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_project_models_meta_build_equals_eager_build(kind) -> None:
+    """A parent's own initialisation runs after its children's (it used to run before and be
+    overwritten: wte std ~1.0 instead of 0.02, LSTM embedding values up to 4.2 instead of 0.1)."""
+    from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
+
+    if kind == "lstm":
+        cls, config = LSTMLanguageModel, LSTMConfig(vocab_size=50, embedding_size=16, hidden_size=16, num_layers=2, tie=True)
+    else:
+        cls, config = TransformerLanguageModel, TransformerConfig(vocab_size=50, embedding_size=16, num_layers=2, num_heads=2, context_size=8)
+    torch.manual_seed(0)
+    eager = cls(config)
+    with torch.device("meta"):
+        model = cls(config)
+    torch.manual_seed(0)
+    tying.materialize(model, "cpu")
+    for (key, want), (key2, got) in zip(eager.state_dict().items(), model.state_dict().items(), strict=True):
+        assert key == key2 and torch.equal(want, got), key
+    embedding = model.encoder.weight if kind == "lstm" else model.wte.weight
+    embedding = embedding.detach()
+    assert embedding.abs().max() <= 0.1 if kind == "lstm" else 0.015 < float(embedding.std()) < 0.025
+    tying.verify(model)
+
+
+class _WithTable(nn.Module):
+    """A module whose __init__ computes a non-persistent buffer (a sinusoidal table) that its
+    reset_parameters does not re-create."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(6, 4)
+        self.head = nn.Linear(4, 6, bias=False)
+        self.head.weight = self.embed.weight  # tied by assignment in __init__, as nanoGPT does
+        self.register_buffer("table", torch.arange(8.0).sin(), persistent=False)
+        self.register_buffer("count", torch.tensor([3.0]))
+
+
+def test_non_persistent_meta_buffer_nothing_recreates_is_an_error() -> None:
+    with torch.device("meta"):
+        m = _WithTable()
+    with pytest.raises(tying.TieError, match=r"non-persistent buffers 'table' were built on the meta device .*tying\.empty_parameters\(\)"):
+        tying.materialize(m, "cpu")
+    with torch.device("meta"):
+        m = _WithTable()
+    with pytest.raises(tying.TieError, match=r"'table'"):
+        tying.materialize(m, "cpu", init=False)  # a checkpoint cannot fill it either
+
+
+def test_empty_parameters_keeps_buffers_and_assignment_ties() -> None:
+    with tying.empty_parameters():
+        m = _WithTable()
+    assert all(p.device.type == "meta" for p in m.parameters())
+    assert m.head.weight is m.embed.weight  # accelerate's init_empty_weights makes two objects here
+    assert torch.equal(m.table, torch.arange(8.0).sin()) and torch.equal(m.count, torch.tensor([3.0]))
+    torch.manual_seed(4)
+    tying.materialize(m, "cpu")
+    _no_meta(m)
+    assert m.head.weight is m.embed.weight
+    assert torch.equal(m.table, torch.arange(8.0).sin()) and torch.equal(m.count, torch.tensor([3.0]))
+    torch.manual_seed(4)
+    assert torch.equal(m.embed.weight, _WithTable().embed.weight)
+    # Outside the block, parameters are real again.
+    assert nn.Linear(2, 2).weight.device.type == "cpu"

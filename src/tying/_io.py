@@ -6,8 +6,10 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from safetensors.torch import save_file
@@ -16,6 +18,18 @@ from safetensors.torch import save_file
 # Temporary folders are named ``.<file name>.tying-tmp-<8 hex digits>``, beside the file they write.
 _MARK = ".tying-tmp-"
 _RANDOM = re.compile(r"[0-9a-f]{8}")
+# Without advisory locks (no ``fcntl``), a leftover is taken for a dead writer's after this long.
+_STALE_AFTER_S = 24 * 3600
+
+
+def _fcntl() -> ModuleType | None:
+    """``fcntl`` where the platform has it (POSIX), else ``None`` (Windows): writes still work,
+    without telling live writers' temporary folders from dead ones by their lock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
@@ -30,21 +44,24 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     (``kill -9``, a power loss) leaves its temporary folder behind: the next write to ``path``
     removes every such folder for ``path`` that no live writer holds (each writer holds an
     exclusive ``flock`` on its folder, which the kernel releases when the process dies), and
-    nothing else. POSIX only.
+    nothing else. Where ``fcntl`` does not exist (Windows) there is no such lock: leftovers older
+    than a day are removed instead, and the folder fsync (a POSIX notion) is skipped.
     """
-    import fcntl  # POSIX only, like fsyncing a folder
-
+    fcntl = _fcntl()
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {str(path)!r}: it is a folder; name a file in it, e.g. {str(path / 'model.safetensors')!r}")
     _remove_stale(folder, path.name)  # first: a disk filled by killed writes has room again
     tmp_folder = _make_temporary_folder(folder, path.name)
-    lock = os.open(tmp_folder, os.O_RDONLY | os.O_DIRECTORY)
+    lock = os.open(tmp_folder, os.O_RDONLY | os.O_DIRECTORY) if fcntl is not None else None
     try:
         # A cleaner that locked and removed the folder between mkdir and here makes this write
         # fail (FileNotFoundError below), never the file at ``path``.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             tmp = tmp_folder / path.name
             write(str(tmp))
@@ -54,12 +71,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         finally:
             shutil.rmtree(tmp_folder, ignore_errors=True)
     finally:
-        os.close(lock)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        if lock is not None:
+            os.close(lock)
+    if fcntl is not None:  # POSIX: make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return path
 
 
@@ -75,12 +94,16 @@ def _make_temporary_folder(folder: Path, name: str) -> Path:
 
 def _remove_stale(folder: Path, name: str) -> None:
     """Remove the temporary folders of writes to ``folder / name`` whose writer is gone: named as
-    :func:`atomic_write` names them, a real folder (not a link), and not locked by a live writer."""
-    import fcntl
-
+    :func:`atomic_write` names them, a real folder (not a link), and not locked by a live writer
+    (without ``fcntl``: not touched for a day)."""
+    fcntl = _fcntl()
     prefix = f".{name}{_MARK}"
     for entry in os.scandir(folder):
         if not (entry.name.startswith(prefix) and _RANDOM.fullmatch(entry.name[len(prefix) :])):
+            continue
+        if fcntl is None:
+            if entry.is_dir(follow_symlinks=False) and time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_AFTER_S:
+                shutil.rmtree(entry.path, ignore_errors=True)
             continue
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -105,4 +128,7 @@ def atomic_save_file(
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` at ``path``, crash-safe (:func:`atomic_write`)."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write)

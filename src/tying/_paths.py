@@ -7,6 +7,7 @@ import difflib
 import re
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 from torch import nn
 from torch.nn.utils import parametrize
@@ -30,6 +31,11 @@ class ParamRef:
     name: str
     param: nn.Parameter
     parametrized: bool = False
+
+
+def parametrization_list(module: nn.Module, name: str) -> parametrize.ParametrizationList:
+    """The parametrizations computing ``module.<name>`` (``module`` must be parametrized there)."""
+    return cast(parametrize.ParametrizationList, cast(nn.ModuleDict, module.parametrizations)[name])
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -71,10 +77,49 @@ def parameter_paths(model: nn.Module) -> list[str]:
 
 
 def _unknown(model: nn.Module, path: str, detail: str) -> TieError:
-    names = parameter_paths(model)
+    # Paths inside a parametrization of several tensors are refused by ``resolve``: never suggest one.
+    names = [p for p in parameter_paths(model) if ".parametrizations." not in f".{p}"]
     close = difflib.get_close_matches(path, names, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return TieError(f"no parameter {path!r} in {type(model).__name__}: {detail}{hint}")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One slot ``module._parameters[name]`` holding ``param``, and every ``state_dict`` key that
+    reaches it (several when the module is registered under several paths, e.g. ``nn.Sequential(l, l)``
+    or a shared submodule). Initialising, moving or resizing a Parameter acts on its slots, once each."""
+
+    module: nn.Module
+    name: str
+    param: nn.Parameter
+    keys: tuple[str, ...]
+
+
+def registrations(model: nn.Module) -> list[Registration]:
+    """Every Parameter slot of ``model`` once, in ``named_parameters`` order, with the keys reaching it.
+    A parametrization's ``original`` is a slot of its ``ParametrizationList``."""
+    slots: dict[tuple[int, str], tuple[nn.Module, str, nn.Parameter, list[str]]] = {}
+    for mod_path, module in model.named_modules(remove_duplicate=False):
+        for name, p in module._parameters.items():
+            if p is not None:
+                key = f"{mod_path}.{name}" if mod_path else name
+                slots.setdefault((id(module), name), (module, name, p, []))[3].append(key)
+    order = {k: i for i, (k, _) in enumerate(model.named_parameters(remove_duplicate=False))}
+    out = [Registration(m, n, p, tuple(keys)) for m, n, p, keys in slots.values()]
+    return sorted(out, key=lambda r: order.get(r.keys[0], len(order)))
+
+
+def slot_aliases(model: nn.Module, path: str) -> list[str]:
+    """The other parameter paths that name the very slot ``path`` names (its module is registered
+    under several paths), in ``named_parameters`` order."""
+    ref = resolve(model, path)
+    owner = parametrization_list(ref.owner, ref.name) if ref.parametrized else ref.owner
+    name = "original" if ref.parametrized else ref.name
+    for r in registrations(model):
+        if r.module is owner and r.name == name:
+            return [p for p in dict.fromkeys(logical_path(k, model) for k in r.keys) if p != path]
+    return []
 
 
 def resolve(model: nn.Module, path: str) -> ParamRef:
@@ -99,10 +144,10 @@ def resolve(model: nn.Module, path: str) -> ParamRef:
             raise TieError(f"{path!r} is None in {type(owner).__name__} (the module was built without it)")
         return ParamRef(path, owner, name, param)
     if parametrize.is_parametrized(owner, name):
-        plist = owner.parametrizations[name]
+        plist = parametrization_list(owner, name)
         if not plist.is_tensor:
             raise TieError(f"{path!r} is parametrized from several tensors ({type(plist[0]).__name__}); it cannot be tied")
-        return ParamRef(path, owner, name, plist.original, parametrized=True)
+        return ParamRef(path, owner, name, cast(nn.Parameter, plist.original), parametrized=True)
     if name in owner._buffers:
         raise TieError(f"{path!r} is a buffer, not a parameter; only parameters can be tied (register it with nn.Parameter)")
     if name in owner._modules:

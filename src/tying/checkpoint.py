@@ -27,25 +27,18 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from torch import nn
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tying._io import atomic_save_file
-from tying._paths import resolve, unwrap
-from tying.core import (
-    _check_compatible,
-    _check_target,
-    _root,
-    apply_transform,
-    require_intact,
-    retie,
-    target_state_key,
-    tie,
-    tie_transposed,
-)
-from tying.distributed import is_sharded, write_on_rank_zero
+from tying._paths import logical_path, unwrap
+from tying._unionfind import UnionFind
+from tying.core import check_tie, declare, retie, target_state_key
 from tying.errors import CheckpointError, TieError
 from tying.spec import SPEC_FORMAT_VERSION, Tie, TieSpec, get_spec
+from tying.transforms import apply_transform
+from tying.verification import require_intact
 
-__all__ = ["save", "load", "read_checkpoint", "CheckpointInfo", "TensorInfo", "LoadResult"]
+__all__ = ["save", "save_state_dict", "require_savable", "load", "read_checkpoint", "CheckpointInfo", "TensorInfo", "LoadResult"]
 
 _META_KEY = "tying"
 _RESERVED = (_META_KEY, "format")
@@ -60,6 +53,11 @@ def _alias_key(t: torch.Tensor) -> tuple[object, ...]:
     return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
+def _sharded(state: dict[str, torch.Tensor]) -> list[str]:
+    """Keys of tensors that are wrapper subclasses (FSDP2's DTensor shards): no file holds them as they are."""
+    return [k for k, v in state.items() if is_traceable_wrapper_subclass(v)]
+
+
 def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
     """Write ``model``'s ``state_dict`` to a safetensors file, each tie group once, with the tie
     spec (and transforms) in the header metadata; crash-safe (temporary folder, fsync, rename:
@@ -68,34 +66,52 @@ def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str
     ``metadata`` adds string entries to the header (the keys ``"tying"`` and ``"format"`` are
     reserved). Distinct Parameters that merely overlap in memory (undeclared views) are written
     as separate copies, with a warning. Raises :class:`CheckpointError` for a model whose declared
-    ties are broken (call :func:`tying.retie` or :func:`tying.untie` first) or that holds meta
-    tensors (call :func:`tying.materialize` first).
-
-    A model sharded with FSDP2 (``fully_shard``: DTensor parameters) is gathered one tensor at a
-    time, each tie group once, and rank 0 of the default process group writes the file: call
-    ``save`` on every rank (the gather is a collective); it returns on every rank once the file
-    is complete, and raises on every rank if rank 0 failed.
+    ties are broken (call :func:`tying.retie` or :func:`tying.untie` first), that holds meta
+    tensors (call :func:`tying.materialize` first) or sharded tensors (FSDP2: call
+    :func:`tying.distributed.save` on every rank, which gathers them). A ``path`` that is a folder
+    or lies in a folder that does not exist raises ``IsADirectoryError`` / ``FileNotFoundError``
+    naming it.
     """
     model = unwrap(model)
     path = Path(path)
-    if metadata is not None:
-        bad = [k for k, v in metadata.items() if k in _RESERVED or not isinstance(k, str) or not isinstance(v, str)]
-        if bad:
-            raise CheckpointError(f"metadata for {str(path)!r}: keys {_RESERVED} are reserved and values must be strings; bad: {bad}")
-    spec = get_spec(model)
+    require_savable(model, path)
+    state = model.state_dict()
+    sharded = _sharded(state)
+    if sharded:
+        raise CheckpointError(
+            f"refusing to write {str(path)!r}: {len(sharded)} tensors are sharded ({', '.join(sharded[:3])}...); "
+            "call tying.distributed.save(model, path) on every rank, which gathers them and writes from rank 0"
+        )
+    return save_state_dict(state, path, spec=get_spec(model), metadata=metadata)
+
+
+def require_savable(model: nn.Module, path: Path) -> None:
+    """Raise :class:`CheckpointError` unless every declared tie of ``model`` holds: a file must
+    never record a spec that its tensors contradict."""
     require_intact(
         model,
         CheckpointError,
         f"refusing to write {str(path)!r}",
         "call tying.retie(model) to restore them or tying.untie(model, path) to drop them",
     )
-    if is_sharded(model):
-        return write_on_rank_zero(model, lambda state: _write(state, spec, path, metadata), path)
-    return _write(model.state_dict(), spec, path, metadata)
 
 
-def _write(state: dict[str, torch.Tensor], spec: TieSpec, path: Path, metadata: dict[str, str] | None) -> Path:
-    """Store ``state`` (a ``state_dict``: aliased entries are written once) and ``spec`` at ``path``."""
+def save_state_dict(
+    state: dict[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    spec: TieSpec | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a plain ``state_dict`` (CPU or device tensors; entries that are the same tensor view
+    are tied and stored once) and the tie ``spec`` it belongs to, in the format of :func:`save`.
+    The writer behind :func:`save` and :func:`tying.distributed.save`."""
+    path = Path(path)
+    spec = spec or TieSpec()
+    if metadata is not None:
+        bad = [k for k, v in metadata.items() if k in _RESERVED or not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise CheckpointError(f"metadata for {str(path)!r}: keys {_RESERVED} are reserved and values must be strings; bad: {bad}")
     meta = [k for k, t in state.items() if t.device.type == "meta"]
     if meta:
         raise CheckpointError(
@@ -314,32 +330,42 @@ class LoadResult:
 
 
 def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> LoadResult:
-    """Fill ``model`` from a safetensors file and re-establish the file's recorded ties the model
-    lacks. All or nothing: every check runs before the first value is written.
+    """Fill ``model`` from a safetensors file and re-establish the ties the file records that the
+    model lacks. All or nothing: every check runs before the first value is written.
 
     Reads files from :func:`save`, ``safetensors.torch.save_model`` (``{dropped: kept}`` metadata)
-    and plain state-dict files. Refuses with :class:`CheckpointError`, naming keys, shapes and the
-    file: a shape or dtype that differs from the model's; a tie the file records that contradicts
-    one the model declares; a tie the model declares whose two stored copies in the file disagree
-    (``load_state_dict`` would silently keep the last one); missing or unexpected keys.
+    and plain state-dict files. A file that stores two entries as one tensor gives one tensor back:
+    its declared ties (:func:`save`'s spec) and its aliases — from :func:`save`, whose aliases also
+    cover sharing nobody declared (nanoGPT's ``wte.weight = lm_head.weight``), and from
+    ``save_model``'s metadata — become ties of the model (declared in its spec and listed in
+    ``LoadResult.applied_ties``). Refuses with :class:`CheckpointError`, naming keys, shapes and
+    the file: a shape or dtype that differs from the model's (with a hint to
+    :func:`tying.resize_vocab` when only a vocabulary-like size differs); a tie the file records
+    that contradicts one the model declares or that the model cannot hold; two stored copies of
+    what the model holds as one tensor that disagree (``load_state_dict`` would silently keep the
+    last one), for declared ties and undeclared sharing alike; missing or unexpected keys.
 
     ``strict=False`` is the explicit opt-out: missing keys keep the model's values, unexpected
-    keys are ignored, dtypes are converted, disagreeing tied copies resolve to the source's
-    values and the model's own declarations win over the file's; each is listed in
-    ``LoadResult.warnings`` and warned. Shape mismatches always fail. Load into a model before
-    sharding it with FSDP2; a sharded model is refused.
+    keys are ignored, dtypes are converted, disagreeing copies resolve to the source's (or first
+    path's) values, the model's own declarations win over the file's, and file aliases the model
+    cannot hold load as separate copies; each is listed in ``LoadResult.warnings`` and warned.
+    Shape mismatches always fail. Load into a model before sharding it with FSDP2; a sharded
+    model is refused.
     """
     model = unwrap(model)
     path = Path(path)
-    if is_sharded(model):
+    state = model.state_dict(keep_vars=True)
+    sharded = _sharded(state)
+    if sharded:
         raise CheckpointError(
             f"cannot load {str(path)!r} into a sharded (DTensor) model: load it into the model before fully_shard, "
-            "or use torch.distributed.checkpoint.state_dict.set_model_state_dict"
+            f"or use torch.distributed.checkpoint.state_dict.set_model_state_dict (sharded: {', '.join(sharded[:3])})"
         )
     info = read_checkpoint(path)
     problems: list[str] = []
     tolerated: list[str] = []
     model_spec = get_spec(model)
+    work = TieSpec(list(model_spec.ties))
 
     # 1. Ties recorded in the file: already held, to apply, or contradicting the model's.
     to_apply: list[Tie] = []
@@ -355,22 +381,43 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
             (tolerated if not strict else problems).append(msg)
             continue
         try:
-            root = _root(model_spec, t.source, "tie")
-            src, ref = resolve(model, root), resolve(model, t.target)
-            _check_target(model_spec, root, t.target, t.transform)
-            for r in (src, ref):  # tie() and tie_transposed() refuse these too, but only in step 4
-                if r.parametrized:
-                    raise TieError(f"{r.path!r} is computed by a parametrization in the model; remove it first")
-            _check_compatible(src, ref, t.transform)
+            checked = check_tie(model, work, t.source, t.target, t.transform)
         except TieError as exc:
             problems.append(f"cannot apply the file's tie {t.describe()!r}: {exc}")
             continue
-        to_apply.append(t)
-    combined = [*model_spec.ties, *to_apply]
+        if checked is not None:
+            to_apply.append(checked)
+            work.ties.append(checked)
 
-    # 2. Every model entry that is not a tie target needs a stored tensor of the same shape/dtype.
-    state = model.state_dict(keep_vars=True)
-    derived = {k for t in combined for k in (t.target, target_state_key(t))}
+    # 2. Entries the file stores once (aliases) must be one tensor in the model too.
+    groups = _tied_keys(work, state)
+    file_groups = _tied_keys(info.spec or TieSpec(), {})
+    params = {k for k, _ in model.named_parameters(remove_duplicate=False)}
+    for dropped, kept in info.aliases.items():
+        if dropped not in state or kept not in state or groups.find(dropped) == groups.find(kept):
+            continue  # a key the model lacks is reported below; a group the model holds or declares is fine
+        if file_groups.find(dropped) == file_groups.find(kept):
+            continue  # a tie the file declares: step 1 applied it or reported why not
+        plain = all(k in params and logical_path(k, model) == k for k in (dropped, kept))
+        try:
+            if not plain:
+                raise TieError("only plain parameters can be tied (one of them is a buffer or inside a parametrization)")
+            # The member heading a declared group stays the source, else the stored key.
+            source, target = (dropped, kept) if work.targets_of(dropped) and not work.targets_of(kept) else (kept, dropped)
+            checked = check_tie(model, work, source, target)
+        except TieError as exc:
+            (tolerated if not strict else problems).append(
+                f"the file stores {dropped!r} and {kept!r} as one tensor but the model cannot hold that tie ({exc}); "
+                "they would load as two copies"
+            )
+            continue
+        if checked is not None:
+            to_apply.append(checked)
+            work.ties.append(checked)
+            groups.union([dropped, kept])
+
+    # 3. Every model entry that is not a tie target needs a stored tensor of the same shape/dtype.
+    derived = {k for t in work.ties for k in (t.target, target_state_key(t))}
     stored = {ti.name: ti for ti in info.tensors}
 
     def stored_name(key: str) -> str | None:
@@ -380,6 +427,9 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     if meta_keys:
         problems.append(f"the model holds meta tensors ({', '.join(meta_keys[:3])}); call tying.materialize(model, device) first")
     plan: dict[str, str] = {}
+    used: set[str] = set()
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    first_of: dict[int, str] = {}  # one key per tensor object: undeclared sharing is filled once
     for key, value in state.items():
         if key in derived:
             continue
@@ -387,23 +437,28 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
         if name is None:
             (tolerated if not strict else problems).append(f"missing key {key!r}")
             continue
+        used.add(name)
         ti = stored[name]
         if ti.dtype not in _TORCH_DTYPES:  # refused even when not strict: it cannot be converted
             problems.append(f"{key!r}: the file holds {ti.dtype} (as {name!r}), which torch cannot read as {list(ti.shape)}")
             continue
         if tuple(value.shape) != ti.shape:
+            mismatched.append((key, ti.shape, tuple(value.shape)))
             problems.append(f"{key!r}: the file holds shape {list(ti.shape)} (as {name!r}), the model {list(value.shape)}")
             continue
         if _st_dtype(value.dtype) != ti.dtype:
             (tolerated if not strict else problems).append(
                 f"{key!r}: the file holds {ti.dtype} (as {name!r}), the model {value.dtype}"
             )
-        plan[key] = name
+        if first_of.setdefault(id(value), key) == key:
+            plan[key] = name
+    hint = _resize_hint(mismatched)
+    if hint:
+        problems.append(hint)
 
-    # 3. A tie whose two copies the file stores separately must agree (else last-write-wins).
-    used = set(plan.values())
+    # 4. What the model holds as one tensor, the file may store twice: the copies must agree.
     with safe_open(str(path), framework="pt", device="cpu") as f:
-        for t in combined:
+        for t in work.ties:
             src_name = stored_name(t.source)
             copies = [(t.target, t.transform)] + ([(target_state_key(t), None)] if t.transform else [])
             for key, transform in copies:
@@ -416,6 +471,17 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
                         f"the model ties {t.describe()!r} but the file's copies {name!r} and {src_name!r} differ "
                         "(the source's values are used)"
                     )
+        declared = _tied_keys(work, {})
+        for keys in _shared_keys(state):
+            if len({declared.find(k) for k in keys}) == 1:
+                continue  # a declared group, checked above
+            names = [(k, n) for k in keys if (n := stored_name(k)) is not None]
+            for key, name in names[1:]:
+                if name != names[0][1] and _copies_differ(f, stored, name, names[0][1], None):
+                    (tolerated if not strict else problems).append(
+                        f"{names[0][0]!r} and {key!r} are one tensor in the model but the file's copies {names[0][1]!r} "
+                        f"and {name!r} differ (the values of {names[0][1]!r} are used)"
+                    )
     unexpected = sorted(set(stored) - used)
     if unexpected:
         (tolerated if not strict else problems).append(f"unexpected keys (the model has no place for them): {unexpected}")
@@ -423,9 +489,8 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
         head = f"cannot load {str(path)!r} into {type(model).__name__}; nothing was changed:"
         raise CheckpointError("\n  - ".join([head, *problems]))
 
-    # 4. Apply: first the missing ties, then the values.
-    for t in to_apply:
-        (tie(model, t.source, t.target) if t.transform is None else tie_transposed(model, t.source, t.target))
+    # 5. Apply: first the missing ties, then the values.
+    declare(model, to_apply)
     state = model.state_dict(keep_vars=True)
     with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
         for key, name in plan.items():
@@ -435,9 +500,48 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
         warnings.warn(f"{str(path)!r}: {w}", stacklevel=2)
     return LoadResult(
         applied_ties=to_apply,
-        missing_keys=[k for k in state if k not in plan and k not in derived],
+        missing_keys=[k for k in state if k not in plan and k not in derived and stored_name(k) is None],
         unexpected_keys=unexpected,
         warnings=tolerated,
+    )
+
+
+def _tied_keys(spec: TieSpec, state: dict[str, torch.Tensor]) -> UnionFind[str]:
+    """``state_dict`` keys that are (or, once ``spec`` is applied, will be) one tensor: joined by
+    the spec's ties and by the tensor objects ``state`` shares."""
+    sets: UnionFind[str] = UnionFind(state)
+    for t in spec.ties:
+        sets.union([t.source, t.target, target_state_key(t)])
+    for keys in _shared_keys(state):
+        sets.union(keys)
+    return sets
+
+
+def _shared_keys(state: dict[str, torch.Tensor]) -> list[list[str]]:
+    """Groups of ``state_dict(keep_vars=True)`` keys holding one tensor object (ties, aliased modules)."""
+    by_object: dict[int, list[str]] = {}
+    for key, value in state.items():
+        by_object.setdefault(id(value), []).append(key)
+    return [keys for keys in by_object.values() if len(keys) > 1]
+
+
+def _resize_hint(mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> str | None:
+    """When every shape mismatch is one dimension of the same two sizes, a vocabulary resize fixes it."""
+    sizes = set()
+    for _, file_shape, model_shape in mismatched:
+        if len(file_shape) != len(model_shape):
+            return None
+        diff = [(a, b) for a, b in zip(file_shape, model_shape, strict=True) if a != b]
+        if len(diff) != 1:
+            return None
+        sizes.add(diff[0])
+    if len(sizes) != 1:
+        return None
+    (want, have), = sizes
+    keys = ", ".join(repr(k) for k, _, _ in mismatched[:3])
+    return (
+        f"only one size differs ({keys}: the file has {want} where the model has {have}); if it is the vocabulary, "
+        f"call tying.resize_vocab(model, {want}) before loading"
     )
 
 

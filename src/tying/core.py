@@ -1,4 +1,4 @@
-"""Declaring, applying, removing and verifying ties.
+"""Declaring, applying and removing ties (:mod:`tying.verification` checks them).
 
 Every function here keeps two things in step: the model's :class:`~tying.spec.TieSpec` (what the
 user declared) and the module graph (which Parameter object each path holds). The spec is the
@@ -10,45 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tying._paths import ParamRef, logical_path, parametrized_key, resolve, unwrap
-from tying.errors import TieError, TieVerificationError
-from tying.spec import Tie, TieSpec, _spec_for_update, get_spec
+from tying._paths import ParamRef, logical_path, parametrization_list, parametrized_key, resolve, slot_aliases, unwrap
+from tying.errors import TieError
+from tying.spec import Tie, TieSpec, Transform, get_spec, own_spec, remove_tie
+from tying.transforms import TRANSFORMS, apply_transform, is_tying_parametrization
 
-__all__ = ["Transpose", "tie", "tie_transposed", "untie", "retie", "verify", "TieReport", "BrokenTie"]
-
-
-class Transpose(nn.Module):
-    r"""Parametrization ``W_target = W_source^T`` (dimensions 0 and 1 swapped).
-
-    Why a parametrization rather than a module holding a reference to the source: it works on any
-    existing module (``nn.Linear``, ``nn.ConvTranspose2d``, custom layers) without replacing it or
-    changing its ``forward``; the transposed weight is a *view* recomputed on each access, so the
-    gradient flows into the single source leaf; and the parametrization's ``original`` is the
-    source Parameter itself, so the tie is visible to ``named_parameters``, optimizers,
-    ``state_dict`` and :func:`tying.find_ties` as an ordinary shared Parameter.
-    Swapping dims 0 and 1 covers tied autoencoders (``Linear(d, h)`` / ``Linear(h, d)``) and
-    convolution / transposed-convolution pairs (``[out, in, k, k]`` vs ``[in, out, k, k]``).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(0, 1)
-
-    def right_inverse(self, x: torch.Tensor) -> torch.Tensor:
-        # Assigning ``module.weight = w`` on a target writes ``w^T`` into the shared source.
-        return x.transpose(0, 1)
-
-
-_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"transpose": lambda t: t.transpose(0, 1)}
-
-
-def apply_transform(transform: str | None, tensor: torch.Tensor) -> torch.Tensor:
-    """What a target with ``transform`` reads when its source holds ``tensor``."""
-    return tensor if transform is None else _TRANSFORMS[transform](tensor)
+__all__ = ["tie", "tie_transposed", "untie", "retie", "check_tie", "declare"]
 
 
 def target_state_key(tie_: Tie) -> str:
@@ -65,16 +38,17 @@ def _shape(t: torch.Tensor) -> list[int]:
 
 def _check_compatible(src: ParamRef, tgt: ParamRef, transform: str | None) -> None:
     s, t = src.param, tgt.param
-    if transform == "transpose":
+    if transform is not None:
         if s.dim() < 2:
-            raise TieError(f"tie_transposed needs a source with at least 2 dimensions; {src.path!r} has shape {_shape(s)}")
+            raise TieError(f"tie_{transform}d needs a source with at least 2 dimensions; {src.path!r} has shape {_shape(s)}")
         want = list(apply_transform(transform, s.detach()).shape)
         # A parametrized target's ``original`` is stored in the source layout already.
         have = _shape(t) if not tgt.parametrized else list(apply_transform(transform, t.detach()).shape)
         if have != want:
             raise TieError(
-                f"cannot tie {tgt.path!r} (shape {have}) to the transpose of {src.path!r} (shape {_shape(s)}, "
-                f"transposed {want}): shapes differ; the target must be the source with dims 0 and 1 swapped"
+                f"cannot tie {tgt.path!r} (shape {have}) to the {transform} of {src.path!r} (shape {_shape(s)}, "
+                f"{'transposed' if transform == 'transpose' else 'as read'} {want}): shapes differ; the target must be "
+                f"the {transform} of the source"
             )
     elif _shape(s) != _shape(t):
         hint = (
@@ -95,26 +69,25 @@ def _check_compatible(src: ParamRef, tgt: ParamRef, transform: str | None) -> No
         )
 
 
-def _is_tying_transpose(ref: ParamRef) -> bool:
-    plist = ref.owner.parametrizations[ref.name] if ref.parametrized else None
-    return plist is not None and len(plist) == 1 and isinstance(plist[0], Transpose)
+def _transform_of(ref: ParamRef) -> str | None:
+    return is_tying_parametrization(ref.owner, ref.name) if ref.parametrized else None
 
 
 def _set_identity(ref: ParamRef, param: nn.Parameter) -> None:
     setattr(ref.owner, ref.name, param)
 
 
-def _install_transpose(ref: ParamRef, source: nn.Parameter) -> None:
-    """Make ``ref`` read ``source^T`` through a :class:`Transpose` parametrization."""
+def _install_transform(ref: ParamRef, source: nn.Parameter, transform: str) -> None:
+    """Make ``ref`` read ``transform(source)`` through tying's parametrization for it."""
     if not ref.parametrized:
         # Swap in a meta placeholder first: registering a parametrization ``set_``s the old
         # Parameter in place, which would reshape it for every other path still holding it.
         setattr(ref.owner, ref.name, nn.Parameter(torch.empty(ref.param.shape, device="meta", dtype=ref.param.dtype)))
-        parametrize.register_parametrization(ref.owner, ref.name, Transpose(), unsafe=True)
-    ref.owner.parametrizations[ref.name].original = source
+        parametrize.register_parametrization(ref.owner, ref.name, TRANSFORMS[transform](), unsafe=True)
+    parametrization_list(ref.owner, ref.name).original = source
 
 
-def _drop_transpose(ref: ParamRef, param: nn.Parameter) -> None:
+def _drop_transform(ref: ParamRef, param: nn.Parameter) -> None:
     """Remove tying's parametrization from ``ref`` and register ``param`` in its place."""
     # leave_parametrized=False: the default would ``set_`` the original, i.e. the shared source.
     parametrize.remove_parametrizations(ref.owner, ref.name, leave_parametrized=False)
@@ -142,10 +115,58 @@ def _root(spec: TieSpec, path: str, verb: str) -> str:
     return existing.source
 
 
+def check_tie(model: nn.Module, spec: TieSpec, source: str, target: str, transform: str | None = None) -> Tie | None:
+    """Validate the declaration ``source -[transform]-> target`` against ``model`` and the ties
+    already in ``spec``: returns the :class:`Tie` to record (its source resolved to the root of its
+    group, so ties never chain), or ``None`` when that tie is declared already. Nothing changes.
+
+    The one check behind :func:`tie`, :func:`tie_transposed`, :func:`tying.load` (ties a file
+    records) and :func:`tying.hf.declare_ties`. Raises :class:`TieError` naming the paths: unknown
+    or non-parameter paths, a target tied elsewhere or heading a group, a path inside a
+    parametrization, shapes (as the transform reads them), dtypes or devices that differ.
+    """
+    if transform is not None and transform not in TRANSFORMS:
+        raise TieError(f"unknown transform {transform!r} for {target!r}; known: {sorted(TRANSFORMS)}")
+    root = _root(spec, source, "tie")
+    if target == root:
+        existing = spec.source_of(source)
+        if existing is not None:
+            raise TieError(
+                f"{source!r} and {target!r} are tied already: {existing.describe()!r} is declared; to make "
+                f"{source!r} the source, call tying.untie(model, {source!r}) and tie again"
+            )
+        raise TieError(f"cannot tie {target!r} to itself")
+    if _check_target(spec, root, target, transform):
+        return None
+    src, ref = resolve(model, root), resolve(model, target)
+    if src.parametrized:
+        raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
+    if ref.parametrized:
+        raise TieError(
+            f"target {target!r} is computed by a parametrization ({type(parametrization_list(ref.owner, ref.name)[0]).__name__}); "
+            "tying it would discard the parametrization; remove it first"
+        )
+    _check_compatible(src, ref, transform)
+    return Tie(root, target, cast(Transform, transform))
+
+
+def declare(model: nn.Module, ties: Iterable[Tie], *, apply: bool = True) -> None:
+    """Record ``ties`` (each from :func:`check_tie`) in ``model``'s spec and, with ``apply``, make
+    each target hold (or read through its transform) its source's Parameter."""
+    spec = own_spec(model)
+    for t in ties:
+        if apply:
+            src, ref = resolve(model, t.source), resolve(model, t.target)
+            if t.transform is None:
+                _set_identity(ref, src.param)
+            else:
+                _install_transform(ref, src.param, t.transform)
+        spec.ties.append(t)
+    _ensure_hooks(model)
+
+
 def _check_target(spec: TieSpec, source: str, target: str, transform: str | None) -> bool:
     """Validate ``target`` against the spec; returns True when the same tie is already declared."""
-    if target == source:
-        raise TieError(f"cannot tie {target!r} to itself")
     existing = spec.source_of(target)
     if existing is not None:
         if existing.source == source and existing.transform == transform:
@@ -184,7 +205,7 @@ def tie(model: nn.Module, source: str, *targets: str) -> None:
 
     A source that is itself an (untransformed) target resolves to its own source, so ties never
     chain. Re-declaring an existing tie is a no-op. The tie is recorded in the model's spec (see
-    :func:`tying.get_spec`), re-applied by :func:`retie`, checked by :func:`verify` and written by
+    :func:`tying.get_spec`), re-applied by :func:`retie`, checked by :func:`tying.verify` and written by
     :func:`tying.save`. Tied paths must agree in shape, dtype and device.
 
     Raises:
@@ -194,28 +215,14 @@ def tie(model: nn.Module, source: str, *targets: str) -> None:
     if not targets:
         raise TieError(f"tying.tie(model, {source!r}) names no target; pass one or more target paths")
     model = unwrap(model)
-    spec = get_spec(model)
-    root = _root(spec, source, "tie")
-    src = resolve(model, root)
-    if src.parametrized:
-        raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
-    todo: list[ParamRef] = []
+    work = get_spec(model)
+    todo = []
     for target in dict.fromkeys(targets):
-        if _check_target(spec, root, target, None):
-            continue
-        ref = resolve(model, target)
-        if ref.parametrized:
-            raise TieError(
-                f"target {target!r} is computed by a parametrization ({type(ref.owner.parametrizations[ref.name][0]).__name__}); "
-                "tying it would discard the parametrization; remove it first"
-            )
-        _check_compatible(src, ref, None)
-        todo.append(ref)
-    spec = _spec_for_update(model)
-    for ref in todo:
-        _set_identity(ref, src.param)
-        spec.ties.append(Tie(root, ref.path))
-    _ensure_hooks(model)
+        t = check_tie(model, work, source, target)
+        if t is not None:
+            todo.append(t)
+            work.ties.append(t)
+    declare(model, todo)
 
 
 def tie_transposed(model: nn.Module, source: str, target: str) -> None:
@@ -224,28 +231,14 @@ def tie_transposed(model: nn.Module, source: str, target: str) -> None:
 
     This is the tied autoencoder (decoder :math:`W_d = W_e^\top`) and the fix for the common
     mistake ``nn.Parameter(w.t())``, which copies and unties. Implemented with a
-    :class:`Transpose` parametrization whose ``original`` *is* the source Parameter, so the
+    :class:`tying.transforms.Transpose` parametrization whose ``original`` *is* the source Parameter, so the
     target's module is unchanged and ``state_dict`` shows the tie as a shared tensor
     (``<target module>.parametrizations.<name>.original``).
     """
     model = unwrap(model)
-    spec = get_spec(model)
-    root = _root(spec, source, "tie")
-    src = resolve(model, root)
-    if src.parametrized:
-        raise TieError(f"source {root!r} is parametrized; tie to its unparametrized tensor or remove the parametrization")
-    if _check_target(spec, root, target, "transpose"):
-        return
-    ref = resolve(model, target)
-    if ref.parametrized:
-        raise TieError(
-            f"target {target!r} is already computed by a parametrization "
-            f"({type(ref.owner.parametrizations[ref.name][0]).__name__}); remove it first"
-        )
-    _check_compatible(src, ref, "transpose")
-    _install_transpose(ref, src.param)
-    _spec_for_update(model).ties.append(Tie(root, target, "transpose"))
-    _ensure_hooks(model)
+    t = check_tie(model, get_spec(model), source, target, "transpose")
+    if t is not None:
+        declare(model, [t])
 
 
 def untie(model: nn.Module, path: str) -> None:
@@ -262,31 +255,43 @@ def untie(model: nn.Module, path: str) -> None:
     declared = spec.source_of(path)
     readers = spec.targets_of(path)
     ref = resolve(model, path)
+    aliases = slot_aliases(model, path)
+    if aliases:
+        modules = [p.rpartition(".")[0] or "<root>" for p in (path, *aliases)]
+        raise TieError(
+            f"cannot untie {path!r}: it is the same slot as {', '.join(map(repr, aliases))} (one "
+            f"{type(ref.owner).__name__} registered under the paths {', '.join(map(repr, modules))}), so no path of it "
+            "can hold a parameter of its own; register a separate module (e.g. copy.deepcopy) under one of those paths instead"
+        )
     if declared is not None:
-        spec.ties.remove(declared)
+        remove_tie(model, declared)
         if declared.transform is None:
             _own_copy(ref)
         else:
-            _drop_transpose(ref, _fresh(apply_transform(declared.transform, ref.param), ref.param))
+            _drop_transform(ref, _fresh(apply_transform(declared.transform, ref.param), ref.param))
         return
     if readers:
         plain = [t for t in readers if t.transform is None]
         for t in readers:
-            spec.ties.remove(t)
+            remove_tie(model, t)
+        own = own_spec(model)
         if plain:
             # The first plain target keeps the shared object; the old source gets the copy.
             heir = plain[0].target
-            spec.ties.extend(Tie(heir, t.target, t.transform) for t in readers if t.target != heir)
+            own.ties.extend(Tie(heir, t.target, t.transform) for t in readers if t.target != heir)
             _own_copy(ref)
         else:
-            # Only transposed readers: the first becomes a real Parameter, the rest tie to it.
-            heir = readers[0].target
-            heir_param = _fresh(apply_transform("transpose", ref.param), ref.param)
+            # Only transformed readers: the first becomes a real Parameter holding what it read;
+            # readers of the same transform read the same values, so they share it.
+            first = readers[0]
+            heir_param = _fresh(apply_transform(first.transform, ref.param), ref.param)
             for t in readers:
-                _drop_transpose(resolve(model, t.target), heir_param)
-            spec.ties.extend(Tie(heir, t.target) for t in readers[1:])
+                same = t.transform == first.transform
+                value = heir_param if same else _fresh(apply_transform(t.transform, ref.param), ref.param)
+                _drop_transform(resolve(model, t.target), value)
+            own.ties.extend(Tie(first.target, t.target) for t in readers[1:] if t.transform == first.transform)
         return
-    shared = [p for p, q in _named_params(model) if q is ref.param and p != path]
+    shared = [k for k, q in model.named_parameters(remove_duplicate=False) if q is ref.param and logical_path(k, model) != path]
     if not shared:
         raise TieError(f"{path!r} is not tied to anything; nothing to untie")
     _own_copy(ref)
@@ -311,111 +316,13 @@ def retie(model: nn.Module) -> None:
             _check_compatible(src, ref, None)
             _set_identity(ref, src.param)
         else:
-            if ref.parametrized and _is_tying_transpose(ref) and ref.param is src.param:
+            held = _transform_of(ref)
+            if held == t.transform and ref.param is src.param:
                 continue
-            if ref.parametrized and not _is_tying_transpose(ref):
+            if ref.parametrized and held != t.transform:
                 raise TieError(f"cannot re-tie {t.target!r}: it carries a parametrization tying did not install")
             _check_compatible(src, ref, t.transform)
-            _install_transpose(ref, src.param)
-
-
-@dataclass(frozen=True)
-class BrokenTie:
-    """A declared tie the model does not hold, and why."""
-
-    tie: Tie
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.tie.describe()}: {self.reason}"
-
-
-@dataclass
-class TieReport:
-    """Declared vs observed ties, from :func:`verify`."""
-
-    broken: list[BrokenTie] = field(default_factory=list)
-    #: Groups of paths observed to share data that the spec does not declare.
-    undeclared: list[list[str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.broken and not self.undeclared
-
-    def __str__(self) -> str:
-        if self.ok:
-            return "all declared ties hold; no undeclared sharing"
-        lines = [f"broken tie: {b}" for b in self.broken]
-        lines += [
-            f"undeclared sharing: {', '.join(g)} (declare it with tying.tie, or untie it)" for g in self.undeclared
-        ]
-        return "\n".join(lines)
-
-
-def _named_params(model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
-    for key, p in model.named_parameters(remove_duplicate=False):
-        yield logical_path(key, model), p
-
-
-def _check_one(model: nn.Module, t: Tie) -> str | None:
-    try:
-        src = resolve(model, t.source)
-        ref = resolve(model, t.target)
-    except TieError as exc:
-        return str(exc)
-    if t.transform is None:
-        if ref.param is src.param:
-            return None
-        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
-        if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
-            return "distinct Parameter objects (equal values now, but they will drift apart in training)"
-        return "distinct Parameter objects with different values"
-    if not ref.parametrized or not _is_tying_transpose(ref):
-        return f"{t.target!r} is a plain tensor, not a {t.transform} of the source"
-    if ref.param is not src.param:
-        return f"{t.target!r} reads the {t.transform} of a different Parameter"
-    return None
-
-
-def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
-    """Compare the declared ties with what the model holds.
-
-    Returns a :class:`TieReport` listing each declared tie that is broken (a target that no longer
-    holds its source's Parameter, e.g. after ``to_empty`` or ``load_state_dict(assign=True)``) and
-    each group of paths observed to share data (:func:`tying.find_ties`) that no declaration
-    explains. With ``raise_error=True`` (default) a non-empty report raises
-    :class:`TieVerificationError` with that listing.
-    """
-    from tying.discovery import find_ties
-
-    model = unwrap(model)
-    spec = get_spec(model)
-    report = TieReport()
-    for t in spec.ties:
-        reason = _check_one(model, t)
-        if reason is not None:
-            report.broken.append(BrokenTie(t, reason))
-    for group in find_ties(model):
-        paths = [m.path for m in group.members]
-        # Members of one declared group map to one root; a broken member is reported above.
-        if len({_declared_root(spec, p) for p in paths}) > 1:
-            report.undeclared.append(paths)
-    if raise_error and not report.ok:
-        raise TieVerificationError(f"{type(model).__name__}: tie verification failed\n{report}")
-    return report
-
-
-def require_intact(model: nn.Module, error: type[Exception], doing: str, fix: str) -> None:
-    """Raise ``error("<doing>: declared ties are broken (<each broken tie>); <fix>")`` unless every
-    declared tie of ``model`` holds (undeclared sharing is not checked)."""
-    broken = verify(model, raise_error=False).broken
-    if broken:
-        raise error(f"{doing}: declared ties are broken ({'; '.join(map(str, broken))}); {fix}")
-
-
-def _declared_root(spec: TieSpec, path: str) -> str:
-    t = spec.source_of(path)
-    return path if t is None else t.source
+            _install_transform(ref, src.param, t.transform)
 
 
 # --------------------------------------------------------------------------- state_dict hooks

@@ -8,10 +8,12 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from tying._paths import _PARAMETRIZED_KEY, logical_path, unwrap
-from tying.core import Transpose
+from tying._paths import _PARAMETRIZED_KEY, logical_path, parametrization_list, unwrap
+from tying._unionfind import UnionFind
+from tying.sharing import summary_lines
+from tying.transforms import is_tying_parametrization
 
-__all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary"]
+__all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary", "format_bytes"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,8 @@ class TieMember:
 
     ``via`` says how the path reaches the group's data:
     ``"parameter"`` — it holds the shared Parameter object itself;
-    ``"transpose"`` — tying's :class:`~tying.core.Transpose` parametrization reads it transposed;
+    ``"transpose"`` — tying's :class:`~tying.transforms.Transpose` parametrization reads it transposed
+    (in general the name of the transform, :data:`tying.transforms.TRANSFORMS`);
     ``"parametrization:<Names>"`` — another parametrization reads it;
     ``"view"`` / ``"transposed view"`` / ``"overlapping view"`` — a *distinct* Parameter over the
     same memory (a "fake tie": identity checks miss it, and optimizers treat it as separate).
@@ -52,11 +55,10 @@ def _via(key: str, model: nn.Module) -> str:
     if match is None:
         return "parameter"
     owner = model.get_submodule(match.group("owner") or "")
-    plist = owner.parametrizations[match.group("name")]
-    names = [type(p).__name__ for p in plist]
-    if not match.group("index") and all(isinstance(p, Transpose) for p in plist):
-        return "transpose"
-    return "parametrization:" + "+".join(names)
+    transform = is_tying_parametrization(owner, match.group("name"))
+    if not match.group("index") and transform is not None:
+        return transform
+    return "parametrization:" + "+".join(type(p).__name__ for p in parametrization_list(owner, match.group("name")))
 
 
 def _has_storage(t: torch.Tensor) -> bool:
@@ -73,8 +75,8 @@ def _has_storage(t: torch.Tensor) -> bool:
 def _byte_range(t: torch.Tensor) -> tuple[int, int]:
     """Bytes of its storage that ``t`` may touch (from its offset, shape and strides)."""
     size = t.element_size()
-    start = t.storage_offset() * size
-    extent = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride(), strict=True)) + 1
+    start = int(t.storage_offset()) * size
+    extent = sum((int(n) - 1) * abs(int(s)) for n, s in zip(t.shape, t.stride(), strict=True)) + 1
     return start, start + extent * size
 
 
@@ -111,41 +113,30 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
     param_of = {id(p): p for _, p in keys}
 
     # Union distinct objects whose memory overlaps (same storage, intersecting byte ranges).
-    parent = {o: o for o in objects}
-
-    def find(o: int) -> int:
-        while parent[o] != o:
-            parent[o] = parent[parent[o]]
-            o = parent[o]
-        return o
-
+    sets = UnionFind(objects)
     by_storage: dict[tuple[str, int], list[int]] = {}
     for o in objects:
         p = param_of[o]
         if _has_storage(p):
             by_storage.setdefault((str(p.device), p.untyped_storage().data_ptr()), []).append(o)
-    for members in by_storage.values():
-        spans = sorted(members, key=lambda o: _byte_range(param_of[o]))
+    for same_storage in by_storage.values():
+        spans = sorted(same_storage, key=lambda o: _byte_range(param_of[o]))
         end, head = -1, None
         for o in spans:
             lo, hi = _byte_range(param_of[o])
             if head is not None and lo < end:
-                parent[find(o)] = find(head)
+                sets.union([head, o])
                 end = max(end, hi)
             else:
                 head, end = o, hi
 
-    components: dict[int, list[int]] = {}
-    for o in objects:
-        components.setdefault(find(o), []).append(o)
-
     groups: list[TieGroup] = []
-    for objs in components.values():
+    for objs in sets.groups().values():
         indices = sorted(i for o in objs for i in by_object[o])
         if len(indices) < 2:
             continue
         first = keys[indices[0]][1]
-        members = []
+        members: list[TieMember] = []
         for i in indices:
             key, p = keys[i]
             via = _via(key, model) if p is first else _view_relation(p, first)
@@ -199,6 +190,8 @@ class Summary:
     total_bytes: int
     unique_bytes: int
     rows: list[SummaryRow] = field(default_factory=list)
+    #: One line per layer list shared across depth (:func:`tying.share_layers`): layer -> set.
+    sharing: list[str] = field(default_factory=list)
 
     @property
     def bytes_saved(self) -> int:
@@ -212,7 +205,7 @@ class Summary:
                 ", ".join(p if v == "parameter" else f"{p} ({v})" for p, v in zip(r.paths, r.vias, strict=True)),
                 "x".join(map(str, r.shape)),
                 f"{r.numel:,}",
-                _human(r.bytes_saved),
+                format_bytes(r.bytes_saved),
             )
             for i, r in enumerate(self.rows, 1)
         ]
@@ -228,12 +221,14 @@ class Summary:
         lines += [
             f"parameters (with duplicates, as in state_dict): {self.total_parameters:,}",
             f"unique parameters:                              {self.unique_parameters:,}",
-            f"bytes saved by tying:                           {_human(self.bytes_saved)}",
+            f"bytes saved by tying:                           {format_bytes(self.bytes_saved)}",
+            *self.sharing,
         ]
         return "\n".join(lines)
 
 
-def _human(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """``n`` bytes for people: ``"512 B"``, ``"1.5 KiB"``, ``"3.2 GiB"`` (binary units)."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -261,5 +256,5 @@ def summary(model: nn.Module) -> Summary:
         rows.append(
             SummaryRow(tuple(g.paths), tuple(m.via for m in g.members), g.members[0].shape, g.numel, members_bytes - g.nbytes)
         )
-    return Summary(total, unique, total_bytes, unique_bytes, rows)
+    return Summary(total, unique, total_bytes, unique_bytes, rows, summary_lines(model))
 

@@ -13,14 +13,16 @@ Parameter 'head.weight' is shared with a parameter already managed by another FS
 members become one ``fully_shard([...])`` call, merged transitively with any unit they overlap),
 and :func:`fully_shard_tied` applies the plan bottom-up, the root last.
 
-:func:`tying.save` on a sharded model gathers the full tensors (each tie group once) and writes the
-file from rank 0; see ``docs/distributed.md``. Importing this module does not import FSDP.
+:func:`save` gathers a sharded model's full tensors (each tie group once) and hands them to the
+checkpoint writer (:func:`tying.checkpoint.save_state_dict`) on rank 0; the file format knows
+nothing of sharding. See ``docs/distributed.md``. Importing this module does not import FSDP.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -32,13 +34,16 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tying._paths import unwrap
+from tying._unionfind import UnionFind
+from tying.checkpoint import require_savable, save_state_dict
 from tying.discovery import find_ties
 from tying.errors import CheckpointError, TieError
+from tying.spec import get_spec
 
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
 
-__all__ = ["ShardPlan", "ShardUnit", "fully_shard_tied", "shard_groups"]
+__all__ = ["ShardPlan", "ShardUnit", "fully_shard_tied", "save", "shard_groups"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ def _default_units(model: nn.Module) -> list[str]:
         f"{name}.{i}" if name else str(i)
         for name, m in model.named_modules()
         if isinstance(m, nn.ModuleList) and not isinstance(m, parametrize.ParametrizationList)
-        for i in range(len(m))
+        for i, child in enumerate(m)
+        if child is not None  # a ModuleList may hold None placeholders (skipped layers)
     ]
 
 
@@ -118,29 +124,18 @@ def shard_groups(model: nn.Module, units: Iterable[str | nn.Module] | None = Non
             )
         groups.append((tuple(g.paths), {id(by_path[p.rpartition(".")[0]]) for p in g.paths}))
 
-    parent: dict[int, int] = {}  # union-find over the modules that start a unit
-
-    def find(m: int) -> int:
-        while parent[m] != m:
-            parent[m] = parent[parent[m]]
-            m = parent[m]
-        return m
+    sets: UnionFind[int] = UnionFind()  # the modules that start a unit, by the unit they join
 
     def join(modules: Iterable[int]) -> None:
-        first, *rest = sorted({find(parent.setdefault(m, m)) for m in modules})
-        for r in rest:
-            parent[r] = first
+        sets.union(sorted(modules, key=position.__getitem__))
 
     def current() -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {}
-        for m in sorted(parent, key=position.__getitem__):
-            out.setdefault(find(m), []).append(m)
-        return out
+        return {r: sorted(ms, key=position.__getitem__) for r, ms in sets.groups().items()}
 
     def assigned(m: int) -> int:
         """The unit whose ``fully_shard`` call manages module ``m``'s own parameters."""
-        holders = [a for a in {m} | ancestors[m] if a in parent]
-        return find(max(holders, key=lambda a: len(ancestors[a]))) if holders else root
+        holders = [a for a in {m} | ancestors[m] if a in sets]
+        return sets.find(max(holders, key=lambda a: len(ancestors[a]))) if holders else root
 
     def inside(a: list[int], b: list[int]) -> bool:
         """Some module of ``a`` is a strict descendant of one of ``b``: ``a`` must be sharded first."""
@@ -164,8 +159,7 @@ def shard_groups(model: nn.Module, units: Iterable[str | nn.Module] | None = Non
                 if len(reps) > 1:
                     changed = True
                     if root in reps:
-                        for m in [m for m in parent if find(m) in reps]:
-                            del parent[m]
+                        sets.discard([m for m in list(sets.parent) if sets.find(m) in reps])
                     else:
                         join(reps)
         units_now = current()
@@ -218,22 +212,22 @@ def fully_shard_tied(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def is_sharded(model: nn.Module) -> bool:
-    """Whether ``model`` holds DTensor parameters or buffers (FSDP2, tensor parallelism)."""
-    # DTensor's module is loaded by whatever made one; if it is not loaded, there is none.
-    dtensor = sys.modules.get("torch.distributed.tensor")
-    return dtensor is not None and any(isinstance(t, dtensor.DTensor) for t in [*model.parameters(), *model.buffers()])
+def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
+    """:func:`tying.save` for a sharded model (FSDP2 ``fully_shard``, or any DTensor parameters):
+    gather the full ``state_dict``, each tie group once, and write it from rank 0.
 
-
-def write_on_rank_zero(model: nn.Module, write: Callable[[dict[str, torch.Tensor]], Path], path: Path) -> Path:
-    """Gather ``model``'s full ``state_dict`` to CPU on rank 0 and call ``write(state)`` there.
-
-    A collective: every rank must call it, in the same order relative to other collectives.
-    Each tensor is gathered once (``DTensor.full_tensor()``), so every path of a tie group maps
-    to one tensor, as in an unsharded ``state_dict``; rank 0 keeps it on the CPU, the others
-    drop it. Returns on every rank once rank 0 has finished, raising there too if it failed.
+    A collective: call it on every rank, in the same order relative to other collectives. Each
+    tensor is gathered once (``DTensor.full_tensor()``), so every path of a tie group maps to one
+    tensor, as in an unsharded ``state_dict``; rank 0 keeps it on the CPU and writes the file
+    (:func:`tying.checkpoint.save_state_dict`, with the model's tie spec), the others drop it.
+    Returns on every rank once rank 0 has finished, raising there too if it failed. Works on an
+    unsharded model as well (every rank holds the full tensors; rank 0 writes).
     """
-    dtensor = sys.modules["torch.distributed.tensor"]
+    model = unwrap(model)
+    path = Path(path)
+    require_savable(model, path)
+    spec = get_spec(model)
+    dtensor = sys.modules.get("torch.distributed.tensor")
     rank0 = dist.get_rank() == 0
     gathered: dict[int, torch.Tensor] = {}
     state: dict[str, torch.Tensor] = {}
@@ -241,7 +235,7 @@ def write_on_rank_zero(model: nn.Module, write: Callable[[dict[str, torch.Tensor
     with torch.no_grad():
         for key, value in model.state_dict(keep_vars=True).items():
             if id(value) not in gathered:
-                if isinstance(value, dtensor.DTensor):
+                if dtensor is not None and isinstance(value, dtensor.DTensor):
                     mesh_device = value.device_mesh.device_type
                     full = value.full_tensor()
                 else:
@@ -256,7 +250,7 @@ def write_on_rank_zero(model: nn.Module, write: Callable[[dict[str, torch.Tensor
     error: BaseException | None = None
     if rank0:
         try:
-            write(state)
+            save_state_dict(state, path, spec=spec, metadata=metadata)
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
             error = exc
             failed += 1

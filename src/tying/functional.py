@@ -153,7 +153,7 @@ class _TiedLinearCrossEntropy(torch.autograd.Function):
         ctx.reduction, ctx.args = reduction, args  # type: ignore[attr-defined]
         if reduction == "none":
             # Per-token weights arrive only in backward: recompute there, chunk by chunk.
-            ctx.save_for_backward(hidden, weight, bias, target)
+            ctx.save_for_backward(hidden, weight, bias, target)  # type: ignore[arg-type]  # bias may be None
             losses, *_ = _chunked(hidden, weight, bias, target, *args, None, need)
             return losses.to(hidden.dtype)
         n_valid = int((target != ignore_index).sum())
@@ -171,7 +171,7 @@ class _TiedLinearCrossEntropy(torch.autograd.Function):
         if ctx.reduction == "none":  # type: ignore[attr-defined]
             hidden, weight, bias, target = ctx.saved_tensors  # type: ignore[attr-defined]
             need = tuple(ctx.needs_input_grad[:3])  # type: ignore[attr-defined]
-            _, *grads = _chunked(hidden, weight, bias, target, *ctx.args, grad_out, need)  # type: ignore[attr-defined]
+            _, *grads = _chunked(hidden, weight, bias, target, *ctx.args, grad_out, need)  # type: ignore[attr-defined,call-arg]
         else:
             grads = [None if g is None else g * grad_out.to(g.dtype) for g in ctx.grads]  # type: ignore[attr-defined]
         return (*grads, None, None, None, None, None, None)

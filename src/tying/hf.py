@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +37,21 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from tying._paths import resolve
 from tying.checkpoint import CheckpointInfo, read_checkpoint
-from tying.core import _check_compatible, _check_target, _ensure_hooks, _root
+from tying.core import check_tie, declare
 from tying.errors import CheckpointError
-from tying.spec import Tie, TieSpec, _spec_for_update, get_spec
+from tying.spec import Tie, get_spec
 
-__all__ = ["declared_ties", "declare_ties", "read_pretrained", "PretrainedInfo", "DeclaredTie"]
+__all__ = [
+    "declared_ties",
+    "declare_ties",
+    "read_pretrained",
+    "PretrainedInfo",
+    "DeclaredTie",
+    "VOCAB_BUFFERS",
+    "vocab_config_entries",
+    "own_initialiser",
+]
 
 
 # --------------------------------------------------------------------------- live models
@@ -74,9 +84,10 @@ def _root_of(mapping: dict[str, str], source: str) -> str:
 def _list_form_ties(model: nn.Module) -> dict[str, str]:
     """transformers < 5: ``_tied_weights_keys`` lists target patterns (on any sub-model) only."""
     out: dict[str, str] = {}
-    config = model.config
+    hf_model: Any = model  # a transformers PreTrainedModel (its methods are not on nn.Module's type)
+    config = hf_model.config
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
+    out_emb, in_emb = hf_model.get_output_embeddings(), hf_model.get_input_embeddings()
     if getattr(text, "tie_word_embeddings", True) and out_emb is not None and in_emb is not None:
         names = {id(m): name for name, m in model.named_modules(remove_duplicate=False)}
         out[_join(names[id(out_emb)], "weight")] = _join(names[id(in_emb)], "weight")
@@ -109,18 +120,15 @@ def declare_ties(model: nn.Module) -> list[Tie]:
     values win). All ties are validated (paths, shapes, dtypes, devices, conflicts with ties
     already declared) before any is recorded; raises :class:`tying.TieError` otherwise.
     """
-    work = TieSpec(list(get_spec(model).ties))
+    work = get_spec(model)
     added: list[Tie] = []
     for target, source in declared_ties(model).items():
-        root = _root(work, source, "tie")
-        if _check_target(work, root, target, None):
-            continue
-        _check_compatible(resolve(model, root), resolve(model, target), None)
-        added.append(Tie(root, target))
-        work.ties.append(added[-1])
+        t = check_tie(model, work, source, target)
+        if t is not None:
+            added.append(t)
+            work.ties.append(t)
     if added:
-        _spec_for_update(model).ties.extend(added)
-        _ensure_hooks(model)
+        declare(model, added, apply=False)
     return added
 
 
@@ -236,7 +244,7 @@ def _skeleton(config: dict[str, object], architecture: str | None) -> tuple[nn.M
         return None, None, why, version
     try:
         with _quiet_transformers(), torch.device("meta"):  # the module tree only: no weight memory, no init
-            model = cls(cls.config_class.from_dict(config))
+            model = cls(cls.config_class.from_dict(config))  # type: ignore[union-attr]
     except Exception as exc:  # whatever the class's own checks raise on this config.json: report it
         return None, cls._tied_weights_keys, f"cannot build {architecture} from config.json: {exc}", version
     return model, cls._tied_weights_keys, None, version
@@ -255,7 +263,14 @@ def read_pretrained(folder: str | os.PathLike[str]) -> PretrainedInfo:
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise CheckpointError(f"{str(folder)!r} has no config.json; is it a transformers save_pretrained folder?")
+        found = sorted(p.name for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+        hint = (
+            f"; it holds {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}: inspect a file itself, "
+            f"e.g. tying inspect {str(folder / found[0])!r}"
+            if found
+            else ""
+        )
+        raise CheckpointError(f"{str(folder)!r} has no config.json, so it is no transformers save_pretrained folder{hint}")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         if not isinstance(config, dict):
@@ -297,3 +312,57 @@ def _status(folder: Path, weight_map: dict[str, str], target: str, source: str, 
 def _tensor(folder: Path, weight_map: dict[str, str], name: str) -> torch.Tensor:
     with safe_open(str(folder / weight_map[name]), framework="pt", device="cpu") as f:
         return f.get_tensor(name)
+
+
+# --------------------------------------------------------------------------- vocabulary resizing
+
+#: Buffers holding the vocabulary dimension, by name -> that dimension. Buffers tie to nothing, so
+#: no tie group leads to them: the transformers seq2seq family (BART, mBART, Marian, Pegasus,
+#: Blenderbot, ...) adds ``final_logits_bias`` of shape (1, V) to the logits outside any module.
+VOCAB_BUFFERS: dict[str, int] = {"final_logits_bias": -1}
+
+# Config entries holding the vocabulary size (Marian's ``decoder_vocab_size``: its output vocabulary,
+# which its loss reads).
+_CONFIG_KEYS = ("vocab_size", "decoder_vocab_size")
+
+
+def vocab_config_entries(model: nn.Module, old_size: int) -> tuple[list[tuple[object, str]], list[nn.Module]]:
+    """``(config, key)`` for each vocabulary size entry holding ``old_size`` in ``model.config`` and,
+    where a composite transformers config keeps the vocabulary, its text sub-config (Llava's
+    ``text_config``: what ``config.get_text_config()`` returns, as transformers'
+    ``resize_token_embeddings`` updates); and the modules reading one of those configs whose own
+    ``vocab_size`` attribute is ``old_size`` (transformers models copy it from their config)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return [], []
+    configs = [config]
+    get_text_config = getattr(config, "get_text_config", None)
+    if callable(get_text_config):
+        try:
+            text = get_text_config()
+        except ValueError:  # several text sub-configs: transformers cannot tell either; the root's only
+            text = config
+        if text is not config:
+            configs.append(text)
+    entries = [(c, key) for c in configs for key in _CONFIG_KEYS if getattr(c, key, None) == old_size]
+    readers = [
+        m
+        for m in model.modules()
+        if any(getattr(m, "config", None) is c for c in configs) and getattr(m, "vocab_size", None) == old_size
+    ]
+    return entries, readers
+
+
+# --------------------------------------------------------------------------- initialisation
+
+
+def own_initialiser(model: nn.Module) -> Callable[[], None] | None:
+    """The whole-model initialisation of a transformers >= 5 model (``initialize_weights``: each
+    module's ``_init_weights``, children before parents, sub-models with their own, and the
+    non-persistent buffers such as rotary ``inv_freq`` and ``position_ids`` re-computed), or
+    ``None`` for any other model. Used by :func:`tying.materialize` with ``init=True``."""
+    transformers = sys.modules.get("transformers")
+    if transformers is None or not isinstance(model, transformers.PreTrainedModel):
+        return None
+    initialize = getattr(model, "initialize_weights", None)
+    return initialize if callable(initialize) else None

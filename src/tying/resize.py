@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tying._paths import logical_path, resolve, unwrap
-from tying.core import _is_tying_transpose, require_intact
+from tying._paths import logical_path, parametrization_list, registrations, resolve, unwrap
+from tying.verification import require_intact
 from tying.discovery import find_ties
 from tying.errors import TieError
+from tying.hf import VOCAB_BUFFERS, vocab_config_entries
 from tying.spec import get_spec
+from tying.transforms import is_tying_parametrization
 
 __all__ = ["resize_vocab", "VocabResize", "ResizedParameter", "RowInit"]
 
@@ -44,16 +46,6 @@ _SIZE_ATTRIBUTES: dict[tuple[type[nn.Module], str, int], str] = {
     (nn.Linear, "weight", 1): "in_features",
     (nn.Linear, "bias", 0): "out_features",
 }
-
-
-# Buffers holding the vocabulary dimension, by name -> that dimension. Buffers tie to nothing, so
-# no tie group leads to them: the transformers seq2seq family (BART, mBART, Marian, Pegasus,
-# Blenderbot, ...) adds ``final_logits_bias`` of shape (1, V) to the logits outside any module.
-_VOCAB_BUFFERS: dict[str, int] = {"final_logits_bias": -1}
-
-# Config entries holding the vocabulary size (Marian's ``decoder_vocab_size``: its output vocabulary,
-# which its loss reads).
-_CONFIG_KEYS = ("vocab_size", "decoder_vocab_size")
 
 
 def _size_attribute(module: nn.Module, name: str, dim: int) -> str | None:
@@ -88,14 +80,19 @@ class VocabResize:
 @dataclass
 class _Site:
     """One registration of a Parameter: ``module.<name>`` reads ``param``, transposed or not, or
-    through a parametrization tying did not install (``foreign`` names it)."""
+    through a parametrization tying did not install (``foreign`` names it). ``paths``: every path
+    naming it (a module registered under several paths), ``path`` the first."""
 
-    path: str
+    paths: tuple[str, ...]
     module: nn.Module
     name: str
     param: nn.Parameter
     transposed: bool = False
     foreign: str | None = None
+
+    @property
+    def path(self) -> str:
+        return self.paths[0]
 
     def read_dim(self, dim: int) -> int:
         """The dimension the module sees for dimension ``dim`` of the Parameter (and back)."""
@@ -108,18 +105,18 @@ class _Site:
 
 def _sites(model: nn.Module) -> list[_Site]:
     sites = []
-    for key, param in model.named_parameters(remove_duplicate=False):
-        path = logical_path(key, model)
-        if ".parametrizations." in f".{path}":  # ``originalN`` of a parametrization of several tensors
-            owner, _, name = key.rpartition(".")
-            sites.append(_Site(key, model.get_submodule(owner), name, param, foreign="a parametrization of several tensors"))
+    for reg in registrations(model):
+        paths = tuple(dict.fromkeys(logical_path(k, model) for k in reg.keys))
+        if ".parametrizations." in f".{paths[0]}":  # ``originalN`` of a parametrization of several tensors
+            sites.append(_Site(paths, reg.module, reg.name, reg.param, foreign="a parametrization of several tensors"))
             continue
-        ref = resolve(model, path)
-        if ref.parametrized and not _is_tying_transpose(ref):
-            plist = ref.owner.parametrizations[ref.name]
-            sites.append(_Site(path, ref.owner, ref.name, param, foreign=f"parametrization {type(plist[0]).__name__}"))
+        ref = resolve(model, paths[0])
+        transform = is_tying_parametrization(ref.owner, ref.name) if ref.parametrized else None
+        if ref.parametrized and transform != "transpose":
+            plist = parametrization_list(ref.owner, ref.name)
+            sites.append(_Site(paths, ref.owner, ref.name, reg.param, foreign=f"parametrization {type(plist[0]).__name__}"))
         else:
-            sites.append(_Site(path, ref.owner, ref.name, param, transposed=ref.parametrized))
+            sites.append(_Site(paths, ref.owner, ref.name, reg.param, transposed=ref.parametrized))
     return sites
 
 
@@ -303,9 +300,10 @@ def resize_vocab(
         seeds = _discover(model, sites)
     else:
         as_read = isinstance(paths, Mapping)
-        site_of = {s.path: s for s in sites}
+        site_of = {p: s for s in sites for p in s.paths}
         seeds = []
-        for path, dim in paths.items() if as_read else ((p, 0) for p in paths):
+        named: Iterable[tuple[str, int]] = paths.items() if isinstance(paths, Mapping) else ((p, 0) for p in paths)
+        for path, dim in named:
             resolve(model, path)  # an unknown path raises here, naming what is there instead
             s = site_of[path]
             ndim = len(s.read_shape())
@@ -333,9 +331,9 @@ def _apply(
     # (Parameter, dimension to resize, its paths with the canonical one first)
     plan: list[tuple[nn.Parameter, int, tuple[str, ...]]] = []
     for pid, members in groups.items():
-        paths = [s.path for s in members]
-        canonical = next((p for p in paths if p in sources), paths[0])
-        plan.append((members[0].param, dims[pid], (canonical, *(p for p in paths if p != canonical))))
+        member_paths = [p for s in members for p in s.paths]
+        canonical = next((p for p in member_paths if p in sources), member_paths[0])
+        plan.append((members[0].param, dims[pid], (canonical, *(p for p in member_paths if p != canonical))))
     sizes = {param.shape[dim] for param, dim, _ in plan}
     if len(sizes) > 1:
         listing = ", ".join(
@@ -361,11 +359,11 @@ def _apply(
                 )
 
     buffers = [
-        (name, buffer, dim % buffer.dim())
+        (name, buffer, vocab_dim % buffer.dim())
         for name, buffer in model.named_buffers()
-        if (dim := _VOCAB_BUFFERS.get(name.rpartition(".")[2])) is not None
+        if (vocab_dim := VOCAB_BUFFERS.get(name.rpartition(".")[2])) is not None
         and buffer.dim() > 0
-        and buffer.shape[dim] == old_size
+        and buffer.shape[vocab_dim] == old_size
     ]
 
     def fill(path: str) -> Callable[[torch.Tensor, torch.Tensor], None]:
@@ -378,7 +376,7 @@ def _apply(
     buffer_values: list[torch.Tensor] = []
     grads: list[torch.Tensor | None] = []
     state: list[tuple[dict, str, str, torch.Tensor]] = []
-    configs, readers = _vocab_configs(model, old_size)
+    configs, readers = vocab_config_entries(model, old_size)
     with torch.no_grad():
         for name, buffer, dim in buffers:
             buffer_values.append(_resized(buffer, dim, new_size, fill(name)))
@@ -419,9 +417,9 @@ def _apply(
         try:
             setattr(config, key, new_size)
         except dataclasses.FrozenInstanceError:  # a frozen dataclass: only ever ``model.config`` itself
-            model.config = dataclasses.replace(model.config, **{key: new_size})
+            setattr(model, "config", dataclasses.replace(config, **{key: new_size}))  # type: ignore[type-var]
     for module in readers:
-        module.vocab_size = new_size
+        setattr(module, "vocab_size", new_size)
     return VocabResize(
         old_size,
         new_size,
@@ -435,30 +433,3 @@ def _apply(
             for (name, buffer, dim), shape in zip(buffers, buffer_shapes, strict=True)
         ),
     )
-
-
-def _vocab_configs(model: nn.Module, old_size: int) -> tuple[list[tuple[object, str]], list[nn.Module]]:
-    """``(config, key)`` for each vocabulary size entry holding ``old_size`` in ``model.config`` and,
-    where a composite transformers config keeps the vocabulary, its text sub-config (Llava's
-    ``text_config``: what ``config.get_text_config()`` returns, as transformers'
-    ``resize_token_embeddings`` updates); and the modules reading one of those configs whose own
-    ``vocab_size`` attribute is ``old_size`` (transformers models copy it from their config)."""
-    config = getattr(model, "config", None)
-    if config is None:
-        return [], []
-    configs = [config]
-    get_text_config = getattr(config, "get_text_config", None)
-    if callable(get_text_config):
-        try:
-            text = get_text_config()
-        except ValueError:  # several text sub-configs: transformers cannot tell either; the root's only
-            text = config
-        if text is not config:
-            configs.append(text)
-    entries = [(c, key) for c in configs for key in _CONFIG_KEYS if getattr(c, key, None) == old_size]
-    readers = [
-        m
-        for m in model.modules()
-        if any(getattr(m, "config", None) is c for c in configs) and getattr(m, "vocab_size", None) == old_size
-    ]
-    return entries, readers

@@ -16,10 +16,11 @@ from typing import Literal
 from torch import nn
 
 from tying._paths import unwrap
+from tying.transforms import TRANSFORMS
 
-#: Transforms a target may apply to its source. ``None``: the target *is* the source.
+#: Transforms a target may apply to its source (:data:`tying.transforms.TRANSFORMS`).
+#: ``None``: the target *is* the source.
 Transform = Literal["transpose"] | None
-TRANSFORMS: tuple[str, ...] = ("transpose",)
 
 #: Version of the JSON written by :meth:`TieSpec.to_json` (checkpoint header key ``"tying"``).
 SPEC_FORMAT_VERSION = 1
@@ -101,24 +102,53 @@ class TieSpec:
             if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
                 raise ValueError(f"tie spec entry {i} needs string 'source' and 'target', got {entry!r}")
             if transform is not None and transform not in TRANSFORMS:
-                raise ValueError(f"tie spec entry {i} has unknown transform {transform!r} (known: {TRANSFORMS})")
+                raise ValueError(f"tie spec entry {i} has unknown transform {transform!r} (known: {sorted(TRANSFORMS)})")
             if out.source_of(target) is not None or target == source:
                 raise ValueError(f"tie spec entry {i}: target {target!r} is tied twice or to itself")
             out.ties.append(Tie(source, target, transform))
-        if out.paths() and any(out.source_of(t.source) for t in out.ties):
-            raise ValueError("tie spec has a chain (a source that is also a target)")
+        for t in out.ties:
+            feeding = out.source_of(t.source)
+            if feeding is not None:
+                raise ValueError(
+                    f"tie spec has a chain: {t.source!r} is the source of {t.describe()!r} and the target of "
+                    f"{feeding.describe()!r} (a source must not itself be a target)"
+                )
         return out
 
 
+def _declared(model: nn.Module) -> list[tuple[str, nn.Module, TieSpec]]:
+    """``(path prefix, module, its own spec)`` for ``model`` and every submodule carrying a spec."""
+    out = []
+    for path, module in model.named_modules():
+        spec = getattr(module, _SPEC_ATTR, None)
+        if isinstance(spec, TieSpec) and spec.ties:
+            out.append((f"{path}." if path else "", module, spec))
+    return out
+
+
 def get_spec(model: nn.Module) -> TieSpec:
-    """The tie spec declared on ``model`` (empty if none; not attached until a tie is declared).
-    A ``torch.compile`` / DDP wrapper answers for the model it wraps."""
-    spec = getattr(unwrap(model), _SPEC_ATTR, None)
-    return spec if isinstance(spec, TieSpec) else TieSpec()
+    """The ties declared on ``model`` and on its submodules (their paths prefixed with the
+    submodule's path), so a model wrapping a tied model — ``nn.Sequential(lm, ...)``, a task head
+    around a backbone — answers for the ties its parts declared. Empty if none. A ``torch.compile``
+    / DDP wrapper answers for the model it wraps. The returned spec is a snapshot: declare and
+    remove ties with :func:`tying.tie` / :func:`tying.untie`."""
+    return TieSpec(
+        [Tie(prefix + t.source, prefix + t.target, t.transform) for prefix, _, spec in _declared(unwrap(model)) for t in spec.ties]
+    )
 
 
-def _spec_for_update(model: nn.Module) -> TieSpec:
-    """The model's spec, attached to it so updates stick."""
+def remove_tie(model: nn.Module, tie: Tie) -> None:
+    """Remove the declaration ``tie`` (as :func:`get_spec` lists it) from the module that holds it."""
+    for prefix, _, spec in _declared(model):
+        for own in spec.ties:
+            if Tie(prefix + own.source, prefix + own.target, own.transform) == tie:
+                spec.ties.remove(own)
+                return
+    raise KeyError(tie.describe())
+
+
+def own_spec(model: nn.Module) -> TieSpec:
+    """The spec attached to ``model`` itself (attached now if absent), where its declarations go."""
     spec = getattr(model, _SPEC_ATTR, None)
     if not isinstance(spec, TieSpec):
         spec = TieSpec()

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tying.checkpoint import CheckpointInfo, read_checkpoint
-from tying.discovery import _human
+from tying.discovery import format_bytes
 from tying.errors import CheckpointError
 from tying.hf import PretrainedInfo, read_pretrained
 
@@ -40,7 +40,7 @@ def render(info: CheckpointInfo, console: Console) -> None:
     for t in info.tensors:
         shape = "[" + ", ".join(map(str, t.shape)) + "]"
         # Names come from the file: escaped, so a name like "[/]" prints as written, never as markup.
-        tensors.add_row(escape(t.name), t.dtype, shape, _human(t.nbytes), escape(", ".join(readers.get(t.name, []))))
+        tensors.add_row(escape(t.name), t.dtype, shape, format_bytes(t.nbytes), escape(", ".join(readers.get(t.name, []))))
     console.print(tensors)
 
     if info.spec is not None and info.spec.ties:
@@ -53,7 +53,7 @@ def render(info: CheckpointInfo, console: Console) -> None:
     groups = info.groups()
     if groups:
         saved = sum(next(t.nbytes for t in info.tensors if t.name == g[0]) * (len(g) - 1) for g in groups)
-        console.print(f"{len(groups)} alias groups: {len(info.aliases)} state_dict entries stored once, {_human(saved)} not written")
+        console.print(f"{len(groups)} alias groups: {len(info.aliases)} state_dict entries stored once, {format_bytes(saved)} not written")
     elif info.format == "plain":
         console.print("no alias information: every state_dict entry is stored separately")
 
@@ -96,7 +96,7 @@ def render_pretrained(info: PretrainedInfo, console: Console) -> None:
                 console.print(escape(f"{label}: {', '.join(keys)}"), highlight=False)
     for f in info.files:
         stored = sum(t.nbytes for t in f.tensors)
-        console.print(escape(f"{f.path.name}: {len(f.tensors)} tensors, {_human(stored)}, {_FORMATS[f.format]}"), highlight=False)
+        console.print(escape(f"{f.path.name}: {len(f.tensors)} tensors, {format_bytes(stored)}, {_FORMATS[f.format]}"), highlight=False)
 
 
 def inspect_file(
