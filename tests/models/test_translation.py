@@ -190,3 +190,19 @@ def test_fsdp2_plan_puts_each_tie_group_in_one_unit(mode: str) -> None:
     expected = {"none": [], "decoder": [("output", "tgt_embed")], "three_way": [("output", "src_embed", "tgt_embed")]}
     expected["joint"] = expected["three_way"]
     assert [tuple(sorted(u.modules)) for u in tied_units] == expected[mode]
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_incremental_decoding_with_a_cache_equals_reading_the_whole_prefix(positions: str) -> None:
+    torch.manual_seed(0)
+    model = _model(tie="joint", positions=positions).eval()
+    src, tgt_in, _ = _batch()
+    memory, mask = model.encode(src)
+    full = model.decode(tgt_in, memory, mask)
+    cache = model.new_cache()
+    steps = [model.decode(tgt_in[:, :2], memory, mask, cache)]  # a first call may read several positions
+    steps += [model.decode(tgt_in[:, t : t + 1], memory, mask, cache) for t in range(2, tgt_in.shape[1])]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert cache[0]["self"]["k"].shape[2] == tgt_in.shape[1] and cache[0]["cross"]["k"].shape[2] == src.shape[1]
+    with pytest.raises(ValueError, match="incremental decoding takes one position at a time after the first call, got 2"):
+        model.decode(tgt_in[:, :2], memory, mask, cache)

@@ -45,9 +45,12 @@ from torch import nn
 import tying
 from tying.nn import JointActivation, JointOutput, TiedOutput
 
-__all__ = ["TieMode", "TranslationConfig", "TranslationTransformer", "sinusoidal_positions"]
+__all__ = ["DecoderCache", "TieMode", "TranslationConfig", "TranslationTransformer", "sinusoidal_positions"]
 
 TieMode = Literal["none", "decoder", "three_way", "joint"]
+#: Per decoder layer, the attention keys and values computed so far (``"self"``: of the target
+#: positions read, ``"cross"``: of the memory), each ``{"k": (B, heads, T, d/heads), "v": ...}``.
+DecoderCache = list[dict[str, dict[str, torch.Tensor]]]
 
 
 @dataclass(frozen=True)
@@ -140,20 +143,42 @@ class Attention(nn.Module):
         self.in_proj = nn.Linear(size, 3 * size)  # rows: q, k, v
         self.out_proj = nn.Linear(size, size)
 
+    def _heads(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, T, d)`` -> ``(B, heads, T, d / heads)``."""
+        return z.unflatten(2, (self.num_heads, -1)).transpose(1, 2)
+
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor | None = None, mask: torch.Tensor | None = None, causal: bool = False
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``mask``: ``(B, 1, 1, S)`` booleans, True where a key may be attended to."""
+        """``mask``: ``(B, 1, 1, S)`` booleans, True where a key may be attended to. ``cache``
+        (incremental decoding) holds the keys and values computed so far: self-attention appends
+        those of ``x``, cross-attention computes those of ``memory`` once."""
         b, t, d = x.shape
+        w, bias = self.in_proj.weight, self.in_proj.bias
         if memory is None:
-            q, k, v = self.in_proj(x).split(d, dim=2)
+            q, k, v = map(self._heads, self.in_proj(x).split(d, dim=2))
+            if cache is not None:
+                if "k" in cache:
+                    k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
         else:
-            w, bias = self.in_proj.weight, self.in_proj.bias
-            q = F.linear(x, w[:d], bias[:d])
-            k, v = F.linear(memory, w[d:], bias[d:]).split(d, dim=2)
-        q, k, v = (z.unflatten(2, (self.num_heads, d // self.num_heads)).transpose(1, 2) for z in (q, k, v))
+            q = self._heads(F.linear(x, w[:d], bias[:d]))
+            if cache is not None and "k" in cache:
+                k, v = cache["k"], cache["v"]
+            else:
+                k, v = map(self._heads, F.linear(memory, w[d:], bias[d:]).split(d, dim=2))
+                if cache is not None:
+                    cache["k"], cache["v"] = k, v
+        if causal and t > 1 and k.shape[2] != t:
+            raise ValueError(f"incremental decoding takes one position at a time after the first call, got {t}")
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+        # One new query after the cached keys may attend to all of them: causal only when square.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal and t > 1)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -194,9 +219,11 @@ class DecoderLayer(nn.Module):
         self.ln_ffn, self.ffn = nn.LayerNorm(d), FeedForward(d, c.ffn_size, c.activation_dropout)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.self_attn(self.ln_self(x), causal=True))
-        x = x + self.drop(self.cross_attn(self.ln_cross(x), memory, memory_mask))
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, cache: dict[str, dict[str, torch.Tensor]] | None = None
+    ) -> torch.Tensor:
+        x = x + self.drop(self.self_attn(self.ln_self(x), causal=True, cache=None if cache is None else cache["self"]))
+        x = x + self.drop(self.cross_attn(self.ln_cross(x), memory, memory_mask, cache=None if cache is None else cache["cross"]))
         return x + self.drop(self.ffn(self.ln_ffn(x)))
 
 
@@ -253,11 +280,11 @@ class TranslationTransformer(nn.Module):
             else:
                 nn.init.zeros_(p)
 
-    def _embed(self, tokens: torch.Tensor, table: nn.Embedding, positions: nn.Embedding | None) -> torch.Tensor:
-        t = tokens.shape[1]
-        if t > self.config.max_positions:
-            raise ValueError(f"sequence of {t} tokens is longer than max_positions={self.config.max_positions}")
-        pos = self.sinusoids[:t] if positions is None else positions.weight[:t]
+    def _embed(self, tokens: torch.Tensor, table: nn.Embedding, positions: nn.Embedding | None, offset: int = 0) -> torch.Tensor:
+        end = offset + tokens.shape[1]
+        if end > self.config.max_positions:
+            raise ValueError(f"sequence of {end} tokens is longer than max_positions={self.config.max_positions}")
+        pos = self.sinusoids[offset:end] if positions is None else positions.weight[offset:end]
         return self.drop(table(tokens) * math.sqrt(self.config.embedding_size) + pos)
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,11 +296,22 @@ class TranslationTransformer(nn.Module):
             x = layer(x, mask)
         return self.encoder_norm(x), mask
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """Decoder states ``(B, T, d)`` after the final layer norm; position t has read ``tgt_in[:, :t+1]``."""
-        x = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)
-        for layer in self.decoder:
-            x = layer(x, memory, memory_mask)
+    def new_cache(self) -> DecoderCache:
+        """An empty :data:`DecoderCache` for incremental :meth:`decode`."""
+        return [{"self": {}, "cross": {}} for _ in self.decoder]
+
+    def decode(
+        self, tgt_in: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, cache: DecoderCache | None = None
+    ) -> torch.Tensor:
+        """Decoder states ``(B, T, d)`` after the final layer norm; position t has read ``tgt_in[:, :t+1]``.
+
+        With a ``cache`` (from :meth:`new_cache`), ``tgt_in`` continues the positions already in
+        it, one token per call after the first, and the cache is extended: the incremental
+        decoding of search, which computes each position once instead of re-reading the prefix."""
+        offset = cache[0]["self"]["k"].shape[2] if cache and "k" in cache[0]["self"] else 0
+        x = self._embed(tgt_in, self.tgt_embed, self.tgt_pos, offset)
+        for i, layer in enumerate(self.decoder):
+            x = layer(x, memory, memory_mask, None if cache is None else cache[i])
         return self.decoder_norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

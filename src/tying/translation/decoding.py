@@ -1,9 +1,9 @@
 r"""Greedy and batched beam-search decoding of a :class:`tying.models.TranslationTransformer`.
 
-Both run the encoder once per batch and then extend every hypothesis one token per step. The
-decoder is re-run on the whole prefix at each step (no key/value cache): :math:`O(T^2)` in the
-output length, which is short for sentence-level translation, and exactly the computation of
-training, so decoding cannot drift from the trained model.
+Both run the encoder once per batch and then extend every hypothesis one token per step,
+incrementally: the decoder's attention keys and values of the positions already read (and of
+the memory) are kept in a :data:`~tying.models.translation.DecoderCache`, so each step computes
+one new position (tests check it against re-reading the whole prefix).
 
 *Greedy* search takes the most probable next token. *Beam search* keeps the ``beam_size`` best
 prefixes per sentence by total log-probability; as in fairseq, each step looks at the best
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from tying.models.translation import TranslationTransformer
+    from tying.models.translation import DecoderCache, TranslationTransformer
 
 __all__ = ["greedy_search", "beam_search", "default_max_length", "translate_ids"]
 
@@ -41,11 +41,12 @@ def _check(model: TranslationTransformer, max_length: int) -> None:
 
 
 def _next_log_probs(
-    model: TranslationTransformer, prefix: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, last: bool
+    model: TranslationTransformer, token: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, cache: DecoderCache, last: bool
 ) -> torch.Tensor:
-    """``(N, V)`` log-probabilities of the token after each prefix; ``</s>`` only, when ``last``."""
+    """``(N, V)`` log-probabilities of the token after each prefix, whose last token is ``token``
+    ``(N, 1)`` and the rest in ``cache``; ``</s>`` only, when ``last``."""
     c = model.config
-    logits = model.logits(model.decode(prefix, memory, mask)[:, -1]).float()
+    logits = model.logits(model.decode(token, memory, mask, cache)[:, -1]).float()
     if last:
         out = torch.full_like(logits, float("-inf"))
         out[:, c.eos_id] = 0.0
@@ -66,10 +67,11 @@ def greedy_search(model: TranslationTransformer, src: torch.Tensor, max_length: 
     max_length = default_max_length(model, src) if max_length is None else max_length
     _check(model, max_length)
     memory, mask = model.encode(src)
+    cache = model.new_cache()
     tokens = src.new_full((src.shape[0], 1), c.bos_id)
     done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     for step in range(max_length + 1):
-        nxt = _next_log_probs(model, tokens, memory, mask, step == max_length).argmax(dim=-1)
+        nxt = _next_log_probs(model, tokens[:, -1:], memory, mask, cache, step == max_length).argmax(dim=-1)
         nxt = nxt.masked_fill(done, c.pad_id)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         done |= nxt == c.eos_id
@@ -97,13 +99,14 @@ def beam_search(
     n, k = src.shape[0], beam_size
     memory, mask = model.encode(src)
     memory, mask = memory.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
+    cache = model.new_cache()
     tokens = src.new_full((n * k, 1), c.bos_id)
     scores = torch.zeros(n, k, device=src.device)
     scores[:, 1:] = float("-inf")  # the k beams start as one hypothesis, <s>
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
     offsets = torch.arange(n, device=src.device)[:, None] * k
     for step in range(max_length + 1):
-        log_probs = _next_log_probs(model, tokens, memory, mask, step == max_length)
+        log_probs = _next_log_probs(model, tokens[:, -1:], memory, mask, cache, step == max_length)
         vocab = log_probs.shape[1]
         top, flat = (scores.reshape(-1, 1) + log_probs).view(n, k * vocab).topk(min(2 * k, k * vocab), dim=1)
         beam, token = flat // vocab, flat % vocab
@@ -119,6 +122,8 @@ def beam_search(
         scores, pick = top.masked_fill(ends, float("-inf")).topk(k, dim=1)
         rows = (offsets + beam.gather(1, pick)).view(-1)
         tokens = torch.cat([tokens[rows], token.gather(1, pick).view(-1, 1)], dim=1)
+        for layer in cache:  # the cross-attention cache needs no reordering: a sentence's beams share one memory
+            layer["self"] = {name: t[rows] for name, t in layer["self"].items()}
     return [max(f, key=lambda scored: scored[0])[1] for f in finished]
 
 
