@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tying.functional import Reduction, tied_linear_cross_entropy
 
-__all__ = ["TiedOutput", "LockedDropout", "embedding_dropout"]
+__all__ = ["TiedOutput", "JointOutput", "JointActivation", "LockedDropout", "embedding_dropout"]
+
+JointActivation = Literal["tanh", "relu", "sigmoid", "identity"]
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
 
 
 class TiedOutput(nn.Linear):
@@ -53,9 +65,10 @@ class TiedOutput(nn.Linear):
         label_smoothing: float = 0.0,
     ) -> Tensor:
         """``F.cross_entropy(self(hidden), target, ...)`` without the logits in memory."""
+        scored, weight = self.scoring(hidden)
         return tied_linear_cross_entropy(
-            hidden,
-            self.weight,
+            scored,
+            weight,
             target,
             self.bias,
             ignore_index=ignore_index,
@@ -65,10 +78,76 @@ class TiedOutput(nn.Linear):
             compute_dtype=self.compute_dtype,
         )
 
+    def scoring(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """The vectors and the matrix whose product, plus ``bias``, is the logits: ``(hidden, weight)``."""
+        return hidden, self.weight
+
     def extra_repr(self) -> str:
         extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""
         extra += f", compute_dtype={self.compute_dtype}" if self.compute_dtype else ""
         return super().extra_repr() + extra
+
+
+class JointOutput(TiedOutput):
+    r"""Joint input-output embedding (Pappas, Miculicich & Henderson 2018, "Beyond Weight Tying",
+    arXiv 1808.10681): words and hidden states are projected into a joint space of their own size
+    :math:`j` and scored there,
+
+    .. math::
+
+        z = g(E\,U + b_u)\; g(V h + b_v)^\top + b,
+
+    with :math:`E \in \mathbb{R}^{|V| \times d}` the word embeddings (``weight``; tie it to the
+    input embedding), :math:`U \in \mathbb{R}^{d \times j}` and :math:`b_u` (``word``),
+    :math:`V \in \mathbb{R}^{j \times d_h}` and :math:`b_v` (``state``), a vocabulary bias
+    :math:`b` (``bias``) and a nonlinearity :math:`g` (the paper's is tanh). With
+    :math:`U = V = I`, no biases and :math:`g` the identity it is plain tying, :math:`z = E h + b`;
+    the joint space decouples the output layer's capacity from the embedding size while keeping the tie.
+
+    A :class:`TiedOutput` whose :meth:`scoring` goes through the joint space: ``forward`` returns
+    logits and :meth:`~TiedOutput.loss` computes the cross-entropy with the :math:`|V| \times j`
+    joint word matrix in place of :math:`E`, without the :math:`N \times |V|` logits in memory.
+
+    Args:
+        in_features: hidden size :math:`d_h` of the states scored.
+        out_features: vocabulary size :math:`|V|`.
+        joint_size: :math:`j`.
+        embedding_size: :math:`d`, columns of ``weight`` (default ``in_features``).
+        activation: :math:`g`: ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"identity"``.
+        chunk_size, compute_dtype: as for :class:`TiedOutput`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        joint_size: int,
+        *,
+        embedding_size: int | None = None,
+        activation: JointActivation = "tanh",
+        chunk_size: int | None = None,
+        compute_dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"JointOutput activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        embedding_size = in_features if embedding_size is None else embedding_size
+        super().__init__(embedding_size, out_features, True, chunk_size=chunk_size, compute_dtype=compute_dtype, device=device, dtype=dtype)
+        self.word = nn.Linear(embedding_size, joint_size, device=device, dtype=dtype)  # U, b_u
+        self.state = nn.Linear(in_features, joint_size, device=device, dtype=dtype)  # V, b_v
+        self.activation = activation
+
+    def scoring(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`g(V h + b_v)` ``[..., j]`` and :math:`g(E U + b_u)` ``[|V|, j]``: states and words in the joint space."""
+        g = _ACTIVATIONS[self.activation]
+        return g(self.state(hidden)), g(self.word(self.weight))
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return F.linear(*self.scoring(hidden), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", joint_size={self.word.out_features}, activation={self.activation}"
 
 
 class LockedDropout(nn.Module):

@@ -3,5 +3,17 @@
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
+from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
 
-__all__ = ["AutoEncoder", "AutoEncoderConfig", "LSTMConfig", "LSTMLanguageModel", "LSTMState", "TransformerConfig", "TransformerLanguageModel"]
+__all__ = [
+    "AutoEncoder",
+    "AutoEncoderConfig",
+    "LSTMConfig",
+    "LSTMLanguageModel",
+    "LSTMState",
+    "TransformerConfig",
+    "TransformerLanguageModel",
+    "TieMode",
+    "TranslationConfig",
+    "TranslationTransformer",
+]
