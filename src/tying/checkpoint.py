@@ -4,12 +4,16 @@ File layout: a standard safetensors file (readable by any safetensors tool) in w
 of aliased ``state_dict`` entries is stored once. The header metadata holds, under the key
 ``"tying"``, versioned JSON::
 
-    {"version": 1,
+    {"version": 2,
      "ties": [{"source": "encoder.weight", "target": "decoder.weight", "transform": null}, ...],
-     "aliases": {"decoder.weight": "encoder.weight", ...}}   # state_dict key not stored -> key stored
+     "parametrizations": {"encoder.weight": {"kind": "weight_norm", "dim": 0}},   # if any
+     "aliases": {"lm_head.weight": "wte.weight", ...}}   # state_dict key not stored -> key stored
 
-``ties`` is the model's declared spec (:class:`tying.spec.TieSpec`); ``aliases`` covers every
-deduplicated ``state_dict`` key, declared or not. Guarantees: the file is written in a temporary
+``ties`` and ``parametrizations`` are the model's declared spec (:class:`tying.spec.TieSpec`);
+``aliases`` lists the deduplicated ``state_dict`` keys the declared ties do not imply (sharing
+nobody declared); :func:`read_checkpoint` adds the implied ones back, so
+``CheckpointInfo.aliases`` covers every deduplicated key. Version 1 files (every alias listed,
+no parametrizations) read the same. Guarantees: the file is written in a temporary
 folder beside it, fsynced and renamed, so a crash never leaves a partial file under the final
 name (the next save to that path removes what a killed one left); its size is the unique tensor
 bytes plus the header; loading never unpickles anything and changes nothing in the model unless
@@ -135,6 +139,9 @@ def save_state_dict(
             tensors[key] = t
     tensors = {k: tensors[k] for k in state if k in tensors}  # file order follows the model
     _separate_overlapping(tensors, path)
+    # The spec implies its targets' aliases; keeping them out halves the header of heavily tied models.
+    implied = _implied_aliases(spec, set(tensors), aliases)
+    aliases = {k: v for k, v in aliases.items() if implied.get(k) != v}
     header = {
         "format": "pt",
         _META_KEY: json.dumps({**spec.to_dict(), "aliases": aliases}, sort_keys=True),
@@ -309,7 +316,20 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
         src_key = state_key_pairs(file_spec, t)[0][0]
         if src_key not in stored and src_key not in aliases:
             raise CheckpointError(f"{str(path)!r}: the tie spec's source {t.source!r} (of {t.describe()!r}) is not in the file")
+    aliases = {**_implied_aliases(file_spec, stored, aliases), **aliases}
     return CheckpointInfo(path, size, n, tensors, aliases, spec, fmt, meta)
+
+
+def _implied_aliases(spec: TieSpec, stored: set[str], aliases: dict[str, str]) -> dict[str, str]:
+    """``{target key: stored key}`` for each tie target key of ``spec`` the file does not store:
+    what its source's key is stored as."""
+    out = {}
+    for t in spec.ties:
+        for src, tgt in state_key_pairs(spec, t):
+            where = src if src in stored else aliases.get(src)
+            if tgt not in stored and where is not None:
+                out[tgt] = where
+    return out
 
 
 # --------------------------------------------------------------------------- load
