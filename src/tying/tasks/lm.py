@@ -212,7 +212,7 @@ class LMTask(Task):
                 logits = model(inputs.t()).transpose(0, 1)
             total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)).item() * targets.numel()
             tokens += targets.numel()
-        return {"ppl": perplexity(total / tokens), "loss": total / tokens}
+        return {"loss": total / tokens, "ppl": perplexity(total / tokens)}
 
     def train_metrics(self, loss: float) -> dict[str, float]:
         return {"ppl": perplexity(loss)}
