@@ -82,6 +82,7 @@ def train_recipe(
     command: str = "",
     console: Console | None = None,
     name: str | None = None,
+    progress_every: float = 30.0,
 ) -> dict[str, Any]:
     """Train ``recipe`` into folder ``out`` and return (and write) its record.
 
@@ -94,6 +95,7 @@ def train_recipe(
         command: the command line that reproduces the run, stored in the record.
         console: progress and epoch lines go here (None: silent).
         name: the run's name in the record (default: the recipe's).
+        progress_every: seconds between progress lines when the console is not a terminal.
     """
     out = Path(out)
     task = recipe.make_task()
@@ -105,7 +107,7 @@ def train_recipe(
     if console is not None:
         console.rule(f"{name or recipe.name}: {counts.unique_parameters:,} unique parameters")
     started = time.time()
-    result = Trainer(task, model, data, out, console=console).fit(resume=resume)
+    result = Trainer(task, model, data, out, console=console, progress_every=progress_every).fit(resume=resume)
     record = {
         "format": FORMAT,
         "name": name or recipe.name,

@@ -55,6 +55,8 @@ def resolve_corpus(name: str, data_root: str | os.PathLike[str] | None = None) -
         return None
     if Path(name).is_dir():
         return Path(name)
+    if Path(name).is_absolute() or "/" in name:
+        raise DataNotFoundError(f"corpus folder {name!r} does not exist; it must hold train.txt, valid.txt and test.txt")
     root = Path(data_root or os.environ.get("TYING_DATA_ROOT") or DEFAULT_DATA_ROOT)
     folder = root / name
     if not folder.is_dir():
