@@ -87,15 +87,16 @@ def unflatten_carry(tensors: list[torch.Tensor], structure: Any) -> Any:
 
 
 def save_train_state(
-    path: str | os.PathLike[str], state: TrainState, optimizer: torch.optim.Optimizer, config: dict[str, Any]
+    path: str | os.PathLike[str], state: TrainState, optimizer: dict[str, Any], config: dict[str, Any]
 ) -> Path:
-    """Write ``state``, ``optimizer``'s state, ``config`` and the current torch RNG states to ``path``."""
+    """Write ``state``, an optimizer's ``state_dict()``, ``config`` and the current torch RNG
+    states to ``path``."""
     tensors = {"rng.cpu": torch.get_rng_state()}
     carry, structure = flatten_carry(state.carry)
     tensors.update({f"carry.{i}": t.cpu().contiguous() for i, t in enumerate(carry)})
     if torch.cuda.is_available():
         tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    opt = optimizer.state_dict()
+    opt = optimizer
     scalars: dict[str, dict[str, Any]] = {}
     for idx, entries in opt["state"].items():
         for key, value in entries.items():

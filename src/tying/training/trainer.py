@@ -70,7 +70,8 @@ class TrainResult:
         unit: what throughput counts (``"tokens"``).
         best_epoch: the epoch with the best validation value of the task's first metric.
         valid: that epoch's validation metrics; test: the test metrics of its model (None
-            without test data).
+            without test data); test_epoch: the epoch of the model tested (``best_epoch``, but
+            the last under FSDP, which does not reload checkpoints).
     """
 
     unit: str
@@ -78,6 +79,7 @@ class TrainResult:
     best_epoch: int | None = None
     valid: dict[str, float] = field(default_factory=dict)
     test: dict[str, float] | None = None
+    test_epoch: int | None = None
 
     @property
     def wall_s(self) -> float:
@@ -97,6 +99,7 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "valid": self.valid,
             "test": self.test,
+            "test_epoch": self.test_epoch,
             "wall_s": self.wall_s,
             f"{self.unit}_per_s": self.throughput,
             "history": self.history,
@@ -157,7 +160,8 @@ class Trainer:
         if self.config.parallel == "fsdp":
             from tying.distributed import fully_shard_tied
 
-            return fully_shard_tied(runner)
+            fully_shard_tied(runner)  # in place: every tie group in one unit
+            return runner
         return nn.parallel.DistributedDataParallel(runner)
 
     # ------------------------------------------------------------------ loop
@@ -178,13 +182,18 @@ class Trainer:
         with self._catch_interrupts():
             while self.state.epoch < self.config.epochs:
                 self._run_epoch()
-        result = TrainResult(self.task.unit, list(self.state.history), self.state.best_epoch)
+        result = TrainResult(self.task.unit, list(self.state.history), self.state.best_epoch, test_epoch=self.state.epoch)
         if self.state.best_epoch is not None:
             result.valid = {k[6:]: v for k, v in self.state.history[self.state.best_epoch - 1].items() if k.startswith("valid_")}
-            self._load(self.checkpoint_dir / BEST_FILE)
+            if self.state.best_epoch != self.state.epoch:  # else the model holds those weights already
+                if self._sharded():
+                    self._log(f"FSDP: the test data scores the last epoch's model, not epoch {self.state.best_epoch}'s")
+                else:
+                    self._load(self.checkpoint_dir / BEST_FILE)
+                    result.test_epoch = self.state.best_epoch
         result.test = self._evaluate("test")
         if result.test is not None:
-            self._log(f"test {self._shown(result.test)} (model of epoch {result.best_epoch})")
+            self._log(f"test {self._shown(result.test)} (model of epoch {result.test_epoch})")
         return result
 
     def _shown(self, values: dict[str, float]) -> str:
@@ -263,7 +272,7 @@ class Trainer:
         """The task's metrics on ``split``, or None when the data has no such split."""
         self.model.eval()
         with torch.no_grad():
-            runner = self.runner if self.config.parallel == "fsdp" and self.world_size > 1 else _Call(self.model)
+            runner = self.runner if self._sharded() else _Call(self.model)
             return runner(self.task.evaluate, self.data, split)
 
     # ------------------------------------------------------------------ interrupts
@@ -312,24 +321,37 @@ class Trainer:
         metadata = {"epoch": str(self.state.epoch), "step": str(self.state.step)}
         if self.rank == 0:
             folder.mkdir(parents=True, exist_ok=True)
-        tying.save(self.model, folder / model_file, metadata=metadata)
-        if best:
-            # Not covered by the commit point, but a resume after a crash here recomputes this
-            # epoch bit for bit and rewrites the same file.
-            tying.save(self.model, folder / BEST_FILE, metadata=metadata)
+        if self.rank == 0 or self._sharded():  # FSDP: every rank takes part in the gather, rank 0 writes
+            tying.save(self.model, folder / model_file, metadata=metadata)
+            if best:
+                # Not covered by the commit point, but a resume after a crash here recomputes
+                # this epoch bit for bit and rewrites the same file.
+                tying.save(self.model, folder / BEST_FILE, metadata=metadata)
         if self.rank == 0:
-            save_train_state(folder / STATE_FILE, self.state, self.optimizer, self._settings())
+            save_train_state(folder / STATE_FILE, self.state, self._optimizer_state(), self._settings())
             if previous and previous != model_file:
                 (folder / previous).unlink(missing_ok=True)
         if self.world_size > 1:
             dist.barrier()
 
+    def _sharded(self) -> bool:
+        return self.config.parallel == "fsdp" and self.world_size > 1
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        state = self.optimizer.state_dict()
+        # FSDP shards the optimizer state with the parameters: rank 0 holds a part only. Runs
+        # under FSDP are not resumable (see _load), so the state file keeps the schedule alone.
+        return {"state": {}, "param_groups": state["param_groups"]} if self._sharded() else state
+
     def _settings(self) -> dict[str, Any]:
         return {name: table.model_dump(mode="json") for name, table in self.task.config.items()}
 
     def _load(self, path: Path) -> None:
-        if self.config.parallel == "fsdp" and self.world_size > 1:
-            raise CheckpointError("loading a checkpoint into an FSDP-sharded model is not supported; resume with parallel='ddp'")
+        if self._sharded():
+            raise CheckpointError(
+                f"cannot load {str(path)!r} into an FSDP-sharded model: runs under train.parallel='fsdp' are not resumable "
+                "and keep the last epoch's model; use train.parallel='ddp' to resume or to test the best epoch's model"
+            )
         tying.load(self.model, path)
 
     def _restore(self) -> None:
