@@ -49,8 +49,9 @@ def train(
             recipe, out or Path("runs") / recipe.task / recipe.name, data_root=data_root, resume=resume, command=command, console=console,
             progress_every=progress_every,
         )
-    for table in rich_table([Row(record["name"], [record])]):
-        print_table(console, table)
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        for table in rich_table([Row(record["name"], [record])]):
+            print_table(console, table)
 
 
 def list_recipes() -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "RunFailedError",
     "Run",
     "train_recipe",
+    "init_distributed",
     "read_metrics",
     "upgrade_record",
     "train_command",
@@ -98,13 +99,14 @@ def train_recipe(
         progress_every: seconds between progress lines when the console is not a terminal.
     """
     out = Path(out)
+    rank = init_distributed()
     task = recipe.make_task()
     if data is None:
         data = task.load_data(data_root)
     torch.manual_seed(recipe.train.seed)  # the same initial weights for every variant of a recipe family
     model = task.build_model(data)
     counts = tying.summary(model)
-    if console is not None:
+    if console is not None and rank == 0:
         console.rule(f"{name or recipe.name}: {counts.unique_parameters:,} unique parameters")
     started = time.time()
     result = Trainer(task, model, data, out, console=console, progress_every=progress_every).fit(resume=resume)
@@ -122,9 +124,18 @@ def train_recipe(
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime()),
         "session_s": time.time() - started,
     }
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+    if rank == 0:
         atomic_write_text(out / METRICS_FILE, json.dumps(record, indent=2) + "\n")
     return record
+
+
+def init_distributed() -> int:
+    """This process's rank: under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the
+    default process group is started first (gloo on CPU, NCCL with CUDA), once."""
+    dist = torch.distributed
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 def read_metrics(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
