@@ -19,7 +19,7 @@ Tables merge key by key down the ``base`` chain, except ``[paper]``: reference n
 the file that states them and are never inherited. Every error names the file (and the
 override, if the value came from one), the key, the value and what is allowed. The recipes
 shipped with tying live in ``tying/recipes/configs/`` and are named without ``.toml``
-(``tying lm list`` prints them).
+(``tying list`` prints them).
 
 ``train.epochs`` as the files give it (before overrides) is the recipe's schedule: a run with
 fewer epochs (``--set train.epochs=2``) is reported as a shortened schedule.
