@@ -171,7 +171,8 @@ _ALLOWED = {
 }
 
 
-def _describe(error: dict[str, Any], table: str, known: list[str]) -> str:
+def _describe(error: Any, table: str, known: list[str]) -> str:
+    """One clause for a pydantic error (``ErrorDetails``) of table ``table``."""
     key = ".".join([table, *map(str, error["loc"])]) if error["loc"] else table
     if error["type"] == "extra_forbidden":
         return f"unknown key {key!r} (known: {', '.join(known)})"

@@ -257,7 +257,8 @@ def run_recipes(
 
 def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os.PathLike[str] | None, console: Console | None) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    queue, running, failed = list(runs), [], []
+    queue, failed = list(runs), []
+    running: list[tuple[Run, subprocess.Popen[bytes], Any]] = []
 
     def say(message: str) -> None:
         if console is not None:

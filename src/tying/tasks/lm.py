@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -147,7 +147,7 @@ class LMTask(Task):
     """Next-token prediction on a word-level corpus; perplexity (lower is better)."""
 
     name = "lm"
-    tables: dict[str, type[BaseModel]] = {"data": LMData, "model": LSTMModel, "loss": LossConfig, "train": LMTrain}
+    tables: ClassVar[dict[str, type[BaseModel]]] = {"data": LMData, "model": LSTMModel, "loss": LossConfig, "train": LMTrain}
     # The loss selects the best epoch: the same order as perplexity, but finite where exp overflows.
     metrics = (Metric("loss", "loss", "lower", unit=" nats", fmt=".3f", report=False), Metric("ppl", "ppl", "lower", title="perplexity"))
     unit = "tokens"
@@ -160,14 +160,16 @@ class LMTask(Task):
 
     def __init__(self, config: dict[str, BaseModel]) -> None:
         super().__init__(config)
-        self.model_config, self.loss_config = config["model"], config["loss"]
-        assert isinstance(self.loss_config, LossConfig) and isinstance(self.model_config, LSTMModel | TransformerModel)
-        self.recurrent = isinstance(self.model_config, LSTMModel)
-        if not self.recurrent:
+        model, loss = config["model"], config["loss"]
+        assert isinstance(loss, LossConfig) and isinstance(model, LSTMModel | TransformerModel)
+        self.model_config: LSTMModel | TransformerModel = model
+        self.loss_config = loss
+        self.recurrent = isinstance(model, LSTMModel)
+        if isinstance(model, TransformerModel):
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
                 raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
-            if self.settings.bptt > self.model_config.context_size:  # type: ignore[union-attr]
-                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={self.model_config.context_size}")  # type: ignore[union-attr]
+            if self.settings.bptt > model.context_size:
+                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={model.context_size}")
         self.loss_fn = build_loss(self.loss_config)
 
     @property
@@ -188,7 +190,7 @@ class LMTask(Task):
         return {"path": str(c.path), "vocab_size": len(c.dictionary), **{s: getattr(c, s).numel() for s in ("train", "valid", "test")}}
 
     def build_model(self, data: LMDataset) -> nn.Module:
-        return self.model_config.build(len(data.corpus.dictionary))  # type: ignore[union-attr]
+        return self.model_config.build(len(data.corpus.dictionary))
 
     def train_batches(self, data: LMDataset, epoch: int) -> Sequence[tuple[torch.Tensor, torch.Tensor]]:
         return BPTTBatches(data.train, self.settings.bptt)  # type: ignore[return-value]

@@ -46,7 +46,7 @@ def lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)), state
 
 
-def fused_lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+def fused_lm_loss(model: Any, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
     """:func:`lm_loss` computed from ``model.features`` by the output layer's fused
     ``model.decoder.loss`` (:class:`tying.nn.TiedOutput`): the same value and gradients, without
     the ``(T, B, V)`` logits in memory (:func:`tying.functional.tied_linear_cross_entropy`)."""
@@ -84,7 +84,7 @@ def real_loss(alpha: float, tau: float) -> LossFn:
     cross-entropy :math:`+\ \alpha \cdot` :func:`augmented_kl` at temperature ``tau``.
     Needs ``model.features``, ``model.logits`` and ``model.encoder.weight``."""
 
-    def loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    def loss(model: Any, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         features, state = model.features(inputs, state)
         logits = model.logits(features)
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))

@@ -18,6 +18,7 @@ complete task.
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ class Task(ABC):
         return config
 
     @abstractmethod
-    def load_data(self, data_root: str | None) -> Any:
+    def load_data(self, data_root: str | os.PathLike[str] | None) -> Any:
         """Read the data the recipe names (``data_root``: where named data sets live; may be
         None for built-in data). Raise a clear error (naming the path) when it is missing."""
 
