@@ -96,9 +96,12 @@ def _shortened(record: dict[str, Any]) -> bool:
 
 def _epochs(record: dict[str, Any], noun: str = "") -> str:
     """``"13"``, or ``"2 of 40 (shortened)"`` for a run on a shortened schedule (``noun``
-    inserted after the numbers: ``"2 of 40 epochs (shortened)"``)."""
+    inserted after the numbers: ``"2 of 40 epochs (shortened)"``), and the cap on batches per
+    epoch if there is one (``"4, 250 batches each"``)."""
     trained, schedule = len(record["history"]), record["recipe"]["schedule_epochs"]
-    return f"{trained} of {schedule}{noun} (shortened)" if _shortened(record) else f"{trained}{noun}"
+    text = f"{trained} of {schedule}{noun} (shortened)" if _shortened(record) else f"{trained}{noun}"
+    cap = record["recipe"]["train"].get("max_batches")
+    return f"{text}, {cap} batches each" if cap else text
 
 
 def report_rows(rows: Sequence[Row]) -> list[list[str]]:
