@@ -100,7 +100,7 @@ def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_
     assert len(set(tests)) == 3
     cell = f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}"
     md = (out / "s.md").read_text()
-    assert f"| ptb-small-tied (3 seeds) |" in md and cell in md and "Per seed" in md
+    assert "| ptb-small-tied (3 seeds) |" in md and cell in md and "Per seed" in md
     assert all(f"| {r['name']} | {r['recipe']['train']['seed']} | " in md for r in records)
     assert cell in result.output
     again = runner.invoke(app, args)
