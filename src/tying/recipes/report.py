@@ -39,7 +39,7 @@ from tying.training.task import Metric, get_task
 __all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
 
 THROUGHPUT_NOTE = (
-    "Throughput is one run's training speed on the machine named below, which may have been shared with other "
+    "Throughput is one run's training speed on the machine its run names, which may have been shared with other "
     "work: it is not a speed comparison between variants (benchmarks/bench_trainer.py measures speed)."
 )
 
