@@ -1,25 +1,33 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # torch is pinned to the CPU wheel *before* the package is installed, so resolving
-# `torch>=2.4` from pyproject.toml pulls no CUDA packages.
+# `torch>=2.4` from pyproject.toml pulls no CUDA packages. The core library needs torch and
+# safetensors only; `make demo` adds the `experiments` extra, `make test` the `test` extra.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install demo test clean
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PIP) $(TORCH)
+
+$(VENV)/.experiments: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[experiments]"
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(PIP) -e ".[test]"
+	touch $@
 
-demo: install
+install: $(VENV)/.test
+
+demo: $(VENV)/.experiments
 	$(BIN)/tying demo
 
-test: install
+test: $(VENV)/.test
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +33,26 @@ def write_tiny_corpus(folder: Path, seed: int = 0, lines: tuple[int, int, int] =
         )
         (folder / f"{split}.txt").write_text(text, encoding="utf-8")
     return folder
+
+
+def _checkout_files(root: Path) -> set[str]:
+    skip = {".git", ".venv", "__pycache__", ".hypothesis", ".pytest_cache"}
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip and not d.endswith(".egg-info")]
+        found.update(os.path.relpath(os.path.join(folder, f), root) for f in files)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_stays_clean() -> Iterator[None]:
+    """Tests write under their tmp_path only: a file appearing in the checkout (as runs/lm/... once
+    did, from a failed `tying lm train`) fails the session."""
+    root = Path(__file__).resolve().parents[1]
+    before = _checkout_files(root)
+    yield
+    left = sorted(_checkout_files(root) - before)
+    assert not left, f"the tests left files in the checkout: {left[:10]}"
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,10 +39,6 @@ import tying
 from tying import CheckpointError
 from tying.cli.inspect import inspect_file
 from tying.cli.main import app
-from tying.data import Corpus
-from tying.models import LSTMConfig, LSTMLanguageModel
-from tying.training import TrainConfig, Trainer, lm_loss, read_train_state
-from tying.training.trainer import STATE_FILE
 
 runner = CliRunner()
 FUZZ = settings(
@@ -659,103 +654,6 @@ def test_a_save_removes_only_the_stale_temporary_folders_of_its_own_path(tmp_pat
     assert (elsewhere / "precious").read_bytes() == b"keep"
     tying.save(_model(), path)  # the writer is gone now
     assert not live.exists() and all(p.exists() for p in kept)
-
-
-# --------------------------------------------------------------------------- kill -9 while training
-
-TRAINER = r"""
-import json, sys, time
-import torch
-from tying.data import Corpus
-from tying.models import LSTMConfig, LSTMLanguageModel
-from tying.training import TrainConfig, Trainer, lm_loss
-
-torch.set_num_threads(1)  # as the test process: the same reduction order, the same bits
-corpus_dir, ckpt, log, config = sys.argv[1:5]
-corpus = Corpus(corpus_dir)
-torch.manual_seed(0)
-model = LSTMLanguageModel(LSTMConfig(len(corpus.dictionary), 16, 16, num_layers=1, dropout=0.2, tie=True))
-
-def loss_fn(*args):
-    loss, state = lm_loss(*args)
-    with open(log, "a") as f:
-        f.write(loss.item().hex() + "\n")
-    time.sleep(0.03)  # slow enough to be killed mid-run; sleeping changes no number
-    return loss, state
-
-Trainer(model, corpus.train, corpus.valid, None, TrainConfig(**json.loads(config)), ckpt, loss_fn=loss_fn).fit()
-"""
-
-RESUME_CONFIG = TrainConfig(epochs=6, batch_size=8, eval_batch_size=4, bptt=10, lr=2.0, momentum=0.5, max_batches=6, seed=3)
-
-
-def _lstm(corpus: Corpus) -> LSTMLanguageModel:
-    torch.manual_seed(0)
-    return LSTMLanguageModel(LSTMConfig(len(corpus.dictionary), 16, 16, num_layers=1, dropout=0.2, tie=True))
-
-
-def _recording(steps: list[float]) -> Callable:
-    def loss_fn(*args):
-        loss, state = lm_loss(*args)
-        steps.append(loss.item())
-        return loss, state
-
-    return loss_fn
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One intra-op thread, as in the training subprocess: bit-identical losses need the same
-    reduction order (and OpenMP's spin-waits crawl on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_resume_after_kill_9_reproduces_every_step_loss(tiny_corpus_dir, tmp_path, one_thread) -> None:
-    corpus = Corpus(tiny_corpus_dir)
-    full_steps: list[float] = []
-    full_run = Trainer(_lstm(corpus), corpus.train, corpus.valid, None, RESUME_CONFIG, tmp_path / "full", loss_fn=_recording(full_steps))
-    full = full_run.fit()
-
-    run, log = tmp_path / "run", tmp_path / "steps.log"
-    config = json.dumps(RESUME_CONFIG.to_dict())
-    proc = subprocess.Popen([sys.executable, "-c", TRAINER, str(tiny_corpus_dir), str(run), str(log), config])
-    try:
-        deadline = time.monotonic() + 300
-        while not (run / STATE_FILE).is_file():  # at least one epoch checkpointed
-            assert proc.poll() is None and time.monotonic() < deadline, "the training process ended early"
-            time.sleep(0.01)
-        time.sleep(random.Random(0).uniform(0.0, 0.15))  # then somewhere in the following epochs
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = log.read_text()
-    killed_steps = [float.fromhex(x) for x in text.splitlines()[: text.count("\n")]]  # complete lines only
-    saved = read_train_state(run / STATE_FILE).state.epoch
-    assert 1 <= saved < RESUME_CONFIG.epochs
-    assert killed_steps == full_steps[: len(killed_steps)]  # the killed run was on track ...
-    assert len(killed_steps) >= saved * RESUME_CONFIG.max_batches
-
-    resumed_steps: list[float] = []
-    torch.manual_seed(123)  # another process state: resume must not depend on it
-    resumed = Trainer(
-        _lstm(corpus), corpus.train, corpus.valid, None, RESUME_CONFIG, run, loss_fn=_recording(resumed_steps)
-    ).fit(resume=True)
-    # ... and the resumed run recomputes the lost steps and the rest exactly.
-    assert killed_steps[: saved * RESUME_CONFIG.max_batches] + resumed_steps == full_steps
-    assert [(m["train_loss"], m["valid_loss"]) for m in resumed.history] == [
-        (m["train_loss"], m["valid_loss"]) for m in full.history
-    ]
-    # A kill between writing a model file and the state file that names it, or during a write,
-    # leaves files behind; none of them disturbs the resume.
-    final = {"best.safetensors", STATE_FILE, f"model-epoch{RESUME_CONFIG.epochs:03d}.safetensors"}
-    leftovers = {p.name for p in run.iterdir()} - final
-    assert all(n.startswith(("model-epoch", ".")) for n in leftovers), leftovers
-
 
 
 def test_import_and_save_work_without_fcntl(tmp_path) -> None:

@@ -1,130 +1,159 @@
-"""Training loop: learning, determinism, exact resume, schedules, checkpoints, reports."""
+"""The training engine on the LM task and on a task of its own: learning, determinism, exact
+resume (after a crash, an interrupt or a kill), schedules, checkpoints and progress output."""
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import replace
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 
 import tying
-from tying.data import BPTTBatches, Corpus, batchify
+from tying.data import BPTTBatches, batchify
 from tying.errors import CheckpointError
-from tying.models import LSTMConfig, LSTMLanguageModel
-from tying.training import (
-    Run,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    comparison_table,
-    detach_state,
-    lm_loss,
-    next_lr,
-    perplexity,
-    plot_valid_ppl,
-    read_train_state,
-)
+from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel, detach_state
+from tying.training import Interrupted, LossConfig, StepOutput, Trainer, TrainResult, next_lr, read_train_state
 from tying.training.trainer import BEST_FILE, STATE_FILE
 
-CONFIG = TrainConfig(epochs=2, batch_size=8, eval_batch_size=4, bptt=10, lr=5.0, seed=7)
+TRAIN = {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 5.0, "seed": 7}
 
 
-def _model(vocab: int, tie: bool = True, seed: int = 0) -> LSTMLanguageModel:
-    torch.manual_seed(seed)
-    return LSTMLanguageModel(LSTMConfig(vocab, 24, 24, num_layers=1, dropout=0.1, tie=tie))
+def _task(corpus: Path, model: dict[str, Any] | None = None, **train: Any) -> LMTask:
+    tables = {
+        "data": LMData(corpus=str(corpus)),
+        "model": LSTMModel(**{"embedding_size": 24, "hidden_size": 24, "num_layers": 1, "dropout": 0.1, "tie": True, **(model or {})}),
+        "loss": LossConfig(),
+        "train": LMTrain(**{**TRAIN, **train}),
+    }
+    return LMTask(tables)
 
 
-def _fit(corpus: Corpus, folder: Path, config: TrainConfig = CONFIG, resume: bool = False, **kw: Any) -> TrainResult:
-    model = _model(len(corpus.dictionary))
-    return Trainer(model, corpus.train, corpus.valid, corpus.test, config, folder, **kw).fit(resume=resume)
+def _fit(task: LMTask, folder: Path, resume: bool = False, **kw: Any) -> TrainResult:
+    data = task.load_data(None)
+    torch.manual_seed(0)
+    return Trainer(task, task.build_model(data), data, folder, **kw).fit(resume=resume)
 
 
 def _losses(result: TrainResult) -> list[tuple[float, float]]:
     return [(m["train_loss"], m["valid_loss"]) for m in result.history]
 
 
-@pytest.fixture
-def corpus(tiny_corpus_dir: Path) -> Corpus:
-    return Corpus(tiny_corpus_dir)
+class _Recording(LMTask):
+    """The LM task recording every step's loss and raising ``stop`` at step ``at``."""
+
+    def __init__(self, task: LMTask, at: int | None = None, stop: type[BaseException] = RuntimeError) -> None:
+        super().__init__(task.config)
+        self.seen: list[float] = []
+        self.at, self.stop = at, stop
+
+    def step(self, model: Any, batch: Any, carry: Any) -> StepOutput:
+        if self.at is not None and len(self.seen) + 1 == self.at:
+            raise self.stop("crash")
+        out = super().step(model, batch, carry)
+        self.seen.append(out.loss.item())
+        return out
 
 
-def test_two_epochs_lower_validation_perplexity(corpus: Corpus, tmp_path: Path) -> None:
-    result = _fit(corpus, tmp_path)
+def test_two_epochs_lower_validation_perplexity(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    task = _task(tiny_corpus_dir)
+    result = _fit(task, tmp_path)
+    V = len(task.load_data(None).corpus.dictionary)
     first, second = (m["valid_ppl"] for m in result.history)
-    assert second < first < len(corpus.dictionary)
-    assert result.best_epoch == 2 and result.best_valid_ppl == second
-    assert result.test_ppl is not None and result.test_ppl < len(corpus.dictionary) / 2
+    assert second < first < V
+    assert result.best_epoch == 2 and result.valid["ppl"] == second
+    assert result.test is not None and result.test["ppl"] < V / 2
     json.dumps(result.to_dict())  # history is JSON-serialisable
     m = result.history[0]
-    assert m["train_tokens"] == len(corpus.train) // 8 * 8 - 8  # every row but the last is an input
+    n = task.load_data(None).corpus.train.numel()
+    assert m["train_tokens"] == n // 8 * 8 - 8  # every row but the last is an input
     assert m["tokens_per_s"] > 0 and m["wall_s"] >= m["train_s"] > 0 and m["lr"] == 5.0
+    assert set(m) == {"epoch", "lr", "train_loss", "train_ppl", "valid_ppl", "valid_loss", "train_tokens", "tokens_per_s", "train_s", "wall_s"}
 
 
-def test_same_seed_same_losses_other_seed_other_losses(corpus: Corpus, tmp_path: Path) -> None:
-    a = _fit(corpus, tmp_path / "a")
-    b = _fit(corpus, tmp_path / "b")
-    c = _fit(corpus, tmp_path / "c", replace(CONFIG, seed=8))  # other dropout masks
-    assert _losses(a) == _losses(b) and a.test_loss == b.test_loss
+def test_same_seed_same_losses_other_seed_other_losses(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    a = _fit(_task(tiny_corpus_dir), tmp_path / "a")
+    b = _fit(_task(tiny_corpus_dir), tmp_path / "b")
+    c = _fit(_task(tiny_corpus_dir, seed=8), tmp_path / "c")  # other dropout masks
+    assert _losses(a) == _losses(b) and a.test == b.test
     assert _losses(a) != _losses(c)
 
 
-class _Crash(Exception):
-    pass
-
-
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_resume_after_a_crash_continues_exactly(corpus: Corpus, tmp_path: Path, momentum: float) -> None:
-    config = replace(CONFIG, epochs=3, momentum=momentum, lr=1.0 if momentum else 5.0)
-    full = _fit(corpus, tmp_path / "full", config)
-
-    calls = 0
-
-    def crashing_loss(*args: Any) -> Any:  # dies in the middle of epoch 2
-        nonlocal calls
-        calls += 1
-        if calls == 80:  # 53 windows per epoch
-            raise _Crash
-        return lm_loss(*args)
-
-    with pytest.raises(_Crash):
-        _fit(corpus, tmp_path / "run", config, loss_fn=crashing_loss)
+def test_resume_after_a_crash_continues_exactly(tiny_corpus_dir: Path, tmp_path: Path, momentum: float) -> None:
+    settings = {"epochs": 3, "momentum": momentum, "lr": 1.0 if momentum else 5.0}
+    full = _fit(_task(tiny_corpus_dir, **settings), tmp_path / "full")
+    crashing = _Recording(_task(tiny_corpus_dir, **settings), at=80)  # in epoch 2 (53 windows per epoch)
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(crashing, tmp_path / "run")
     assert read_train_state(tmp_path / "run" / STATE_FILE).state.epoch == 1
     torch.manual_seed(123)  # the resumed process starts with other RNG state
-    resumed = _fit(corpus, tmp_path / "run", config, resume=True)
-    assert _losses(resumed) == _losses(full)
-    assert resumed.test_loss == full.test_loss
+    resumed = _fit(_task(tiny_corpus_dir, **settings), tmp_path / "run", resume=True)
+    assert _losses(resumed) == _losses(full) and resumed.test == full.test
 
 
-def test_resume_extends_a_finished_run_and_checks_settings(corpus: Corpus, tmp_path: Path) -> None:
-    three = _fit(corpus, tmp_path / "three", replace(CONFIG, epochs=3))
-    _fit(corpus, tmp_path / "run")
-    extended = _fit(corpus, tmp_path / "run", replace(CONFIG, epochs=3), resume=True)
+def test_interrupt_saves_a_point_inside_the_epoch_and_resume_is_exact(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    full = _Recording(_task(tiny_corpus_dir, epochs=2, momentum=0.5, lr=1.0))
+    full_result = _fit(full, tmp_path / "full")
+
+    class Stopping(_Recording):
+        def step(self, model: Any, batch: Any, carry: Any) -> StepOutput:
+            out = super().step(model, batch, carry)
+            if len(self.seen) == 70:  # batch 17 of epoch 2: what the SIGINT handler does
+                trainer.stop_requested = True
+            return out
+
+    task = Stopping(_task(tiny_corpus_dir, epochs=2, momentum=0.5, lr=1.0))
+    data = task.load_data(None)
+    torch.manual_seed(0)
+    trainer = Trainer(task, task.build_model(data), data, tmp_path / "run")
+    with pytest.raises(Interrupted, match=r"interrupted in epoch 2 after batch 17; saved a resumable point in '.*run'"):
+        trainer.fit()
+    saved = read_train_state(tmp_path / "run" / STATE_FILE).state
+    assert (saved.epoch, saved.step, saved.partial["count"]) == (1, 17, 17 * 80)
+    assert saved.model_file == "model-epoch002-step000017.safetensors" and saved.carry is not None
+    resumed = _Recording(_task(tiny_corpus_dir, epochs=2, momentum=0.5, lr=1.0))
+    torch.manual_seed(5)
+    result = _fit(resumed, tmp_path / "run", resume=True)
+    assert task.seen + resumed.seen == full.seen  # every step's loss, bit for bit
+    assert _losses(result) == _losses(full_result) and result.test == full_result.test
+    assert not (tmp_path / "run" / "model-epoch002-step000017.safetensors").exists()
+
+
+def test_resume_extends_a_finished_run_and_checks_settings(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    three = _fit(_task(tiny_corpus_dir, epochs=3), tmp_path / "three")
+    _fit(_task(tiny_corpus_dir), tmp_path / "run")
+    extended = _fit(_task(tiny_corpus_dir, epochs=3), tmp_path / "run", resume=True)
     assert _losses(extended) == _losses(three)
-    with pytest.raises(CheckpointError, match=r"bptt=10, now 12.*only epochs may change"):
-        _fit(corpus, tmp_path / "run", replace(CONFIG, bptt=12), resume=True)
+    with pytest.raises(CheckpointError, match=r"train\.bptt=10, now 12.*only train\.epochs may change"):
+        _fit(_task(tiny_corpus_dir, bptt=12), tmp_path / "run", resume=True)
+    with pytest.raises(CheckpointError, match=r"model\.tie=True, now False"):
+        _fit(_task(tiny_corpus_dir, {"tie": False}), tmp_path / "run", resume=True)
 
 
-def test_checkpoint_folder_holds_latest_best_and_state(corpus: Corpus, tmp_path: Path) -> None:
+def test_checkpoint_folder_holds_latest_best_and_state(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "run"
-    _fit(corpus, folder, replace(CONFIG, epochs=3))
+    task = _task(tiny_corpus_dir, epochs=3)
+    _fit(task, folder)
     assert sorted(p.name for p in folder.iterdir()) == [BEST_FILE, "model-epoch003.safetensors", STATE_FILE]
     saved = read_train_state(folder / STATE_FILE)
     assert saved.state.epoch == 3 and len(saved.state.history) == 3
-    assert saved.state.model_file == "model-epoch003.safetensors" and saved.config["bptt"] == 10
+    assert saved.state.model_file == "model-epoch003.safetensors" and saved.config["train"]["bptt"] == 10
     assert "rng.cpu" in saved.rng
-    model = _model(len(corpus.dictionary), seed=1)
+    model = task.build_model(task.load_data(None))
     tying.load(model, folder / "model-epoch003.safetensors")  # tie-aware model file
     assert model.decoder.weight is model.encoder.weight
 
 
-def test_not_a_state_file_is_refused(corpus: Corpus, tmp_path: Path) -> None:
-    tying.save(_model(10), tmp_path / "model.safetensors")
+def test_not_a_state_file_is_refused(tmp_path: Path) -> None:
+    tying.save(torch.nn.Linear(2, 2), tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"not a tying training-state file"):
         read_train_state(tmp_path / "model.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{junk")
@@ -132,15 +161,17 @@ def test_not_a_state_file_is_refused(corpus: Corpus, tmp_path: Path) -> None:
         read_train_state(tmp_path / "junk.safetensors")
 
 
-def test_capped_epochs_continue_through_the_stream(corpus: Corpus, tmp_path: Path) -> None:
+def test_capped_epochs_continue_through_the_batches(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     seen: list[torch.Tensor] = []
 
-    def recording_loss(model: Any, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> Any:
-        seen.append(inputs.clone())
-        return lm_loss(model, inputs, targets, state)
+    class Inputs(LMTask):
+        def step(self, model: Any, batch: Any, carry: Any) -> StepOutput:
+            seen.append(batch[0].clone())
+            return super().step(model, batch, carry)
 
-    result = _fit(corpus, tmp_path, replace(CONFIG, epochs=3, max_batches=20), loss_fn=recording_loss)
-    windows = BPTTBatches(batchify(corpus.train, 8), 10)
+    task = Inputs(_task(tiny_corpus_dir, epochs=3, max_batches=20).config)
+    result = _fit(task, tmp_path)
+    windows = BPTTBatches(batchify(task.load_data(None).corpus.train, 8), 10)
     assert 40 < len(windows) < 60  # so the third epoch wraps round to the start
     expected = [windows[k % len(windows)][0] for k in range(60)]
     assert all(torch.equal(a, b) for a, b in zip(seen, expected, strict=True))
@@ -148,32 +179,22 @@ def test_capped_epochs_continue_through_the_stream(corpus: Corpus, tmp_path: Pat
 
 
 def test_lr_schedules() -> None:
-    plateau = TrainConfig(lr_schedule="plateau", lr_decay=4.0)
+    plateau = LMTrain(lr_schedule="plateau", lr_decay=4.0)
     assert next_lr(plateau, 20.0, epoch=1, improved=True) == 20.0
     assert next_lr(plateau, 20.0, epoch=1, improved=False) == 5.0
-    step = TrainConfig(lr_schedule="step", lr_decay=2.0, decay_start=4)  # Zaremba et al.'s small model
+    step = LMTrain(lr_schedule="step", lr_decay=2.0, decay_start=4)  # Zaremba et al.'s small model
     assert [next_lr(step, 1.0, epoch=e, improved=True) for e in (3, 4, 5)] == [1.0, 0.5, 0.5]
-    with pytest.raises(ValueError, match="lr_schedule must be 'plateau' or 'step'"):
-        TrainConfig(lr_schedule="cosine")  # type: ignore[arg-type]
+    assert next_lr(LMTrain(lr_schedule="constant"), 3.0, epoch=9, improved=False) == 3.0
 
 
-def test_plateau_divides_lr_in_the_loop(corpus: Corpus, tmp_path: Path) -> None:
+def test_plateau_divides_lr_in_the_loop(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     # lr 100 overshoots, so validation stops improving and the schedule divides the rate.
-    result = _fit(corpus, tmp_path, replace(CONFIG, epochs=4, lr=100.0, clip=0.0))
+    result = _fit(_task(tiny_corpus_dir, epochs=4, lr=100.0, clip=0.0), tmp_path)
     lrs = [m["lr"] for m in result.history]
     improved = [m["valid_loss"] <= min(h["valid_loss"] for h in result.history[: i + 1]) for i, m in enumerate(result.history)]
+    assert not all(improved)
     for i in range(1, len(lrs)):
         assert lrs[i] == (lrs[i - 1] if improved[i - 1] else lrs[i - 1] / 4)
-
-
-def test_lm_loss_is_cross_entropy_of_the_logits() -> None:
-    model = _model(15).eval()
-    x, y = torch.randint(0, 15, (6, 2)), torch.randint(0, 15, (6, 2))
-    loss, state = lm_loss(model, x, y, model.init_state(2))
-    logits, _ = model(x, model.init_state(2))
-    assert torch.allclose(loss, F.cross_entropy(logits.view(-1, 15), y.view(-1)))
-    assert all(not t.requires_grad or t.grad_fn is not None for layer in state for t in layer)
-    assert perplexity(math.log(42.0)) == pytest.approx(42.0) and perplexity(1e6) == math.inf
 
 
 def test_detach_state_cuts_history() -> None:
@@ -182,23 +203,73 @@ def test_detach_state_cuts_history() -> None:
     assert out[0].grad_fn is None and out[1][0].grad_fn is None and out[1][1] is None
 
 
-def test_console_gets_one_line_per_epoch(corpus: Corpus, tmp_path: Path) -> None:
+def test_console_gets_epoch_lines_and_progress_lines_when_not_a_terminal(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     console = Console(record=True, width=200, force_terminal=False)
-    _fit(corpus, tmp_path, console=console)
+    _fit(_task(tiny_corpus_dir), tmp_path, console=console, progress_every=0.0)
     text = console.export_text()
-    assert "epoch   1 | lr 5 | train ppl" in text and "epoch   2" in text and "test ppl" in text
+    assert "epoch   1 | lr 5 | train loss" in text and "valid ppl" in text and "epoch   2" in text and "test ppl" in text
+    progress = [line for line in text.splitlines() if line.startswith("epoch 1: batch ")]
+    assert len(progress) == 53 and progress[-1].startswith("epoch 1: batch 53/53 | loss ") and "tokens/s" in progress[-1]
+    quiet = Console(record=True, width=200, force_terminal=False)
+    _fit(_task(tiny_corpus_dir), tmp_path / "b", console=quiet, progress_every=3600.0)
+    lines = [line.split(" | ")[0] for line in quiet.export_text().splitlines() if ": batch " in line]
+    assert lines == ["epoch 1: batch 53/53", "epoch 2: batch 53/53"]  # only each epoch's last
 
 
-def test_report_table_and_plot(tmp_path: Path) -> None:
-    history = [{"epoch": e, "valid_ppl": p, "train_tokens": 100, "train_s": 1.0, "wall_s": 1.5} for e, p in [(1, 90.0), (2, 70.0)]]
-    runs = [
-        Run("tied", 300, 200, TrainResult(history=history, best_epoch=2, best_valid_ppl=70.0, test_ppl=68.0)),
-        Run("untied", 300, 300, TrainResult(history=history, best_epoch=2, best_valid_ppl=75.0, test_ppl=71.5)),
-    ]
-    console = Console(record=True, width=120)
-    console.print(comparison_table(runs))
-    text = console.export_text()
-    assert "unique parameters" in text and "68.00" in text and "71.50" in text and "100" in text and "3.0 s" in text
-    path = plot_valid_ppl(runs, tmp_path / "p.png", title="t")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads(json.dumps([r.to_dict() for r in runs]))[1]["unique_parameters"] == 300
+# --------------------------------------------------------------------------- kill -9 while training
+
+TRAINER = r"""
+import sys, time
+import torch
+from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel
+from tying.training import LossConfig, Trainer
+
+torch.set_num_threads(1)  # as the test process: the same reduction order, the same bits
+corpus, ckpt, log = sys.argv[1:4]
+
+class Logging(LMTask):
+    def step(self, model, batch, carry):
+        out = super().step(model, batch, carry)
+        with open(log, "a") as f:
+            f.write(out.loss.item().hex() + "\n")
+        time.sleep(0.03)  # slow enough to be killed mid-run; sleeping changes no number
+        return out
+
+TRAIN = dict(epochs=6, batch_size=8, eval_batch_size=4, bptt=10, lr=2.0, momentum=0.5, max_batches=6, seed=3)
+task = Logging({"data": LMData(corpus=corpus), "model": LSTMModel(embedding_size=16, hidden_size=16, num_layers=1, tie=True),
+                "loss": LossConfig(), "train": LMTrain(**TRAIN)})
+data = task.load_data(None)
+torch.manual_seed(0)
+Trainer(task, task.build_model(data), data, ckpt).fit(resume=len(sys.argv) > 4)
+"""
+
+
+def test_resume_after_kill_9_reproduces_every_step_loss(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    def run(folder: Path, log: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", TRAINER, str(tiny_corpus_dir), str(folder), str(log), *extra])
+
+    assert run(tmp_path / "full", tmp_path / "full.log").wait(timeout=300) == 0
+    full = [float.fromhex(x) for x in (tmp_path / "full.log").read_text().split()]
+    folder, log = tmp_path / "run", tmp_path / "run.log"
+    proc = run(folder, log)
+    try:
+        deadline = time.monotonic() + 300
+        while not (folder / STATE_FILE).is_file():  # at least one epoch checkpointed
+            assert proc.poll() is None and time.monotonic() < deadline, "the training process ended early"
+            time.sleep(0.01)
+        time.sleep(random.Random(0).uniform(0.0, 0.15))  # then somewhere in the following epochs
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    killed = [float.fromhex(x) for x in text.splitlines()[: text.count("\n")]]  # complete lines only
+    saved = read_train_state(folder / STATE_FILE).state.epoch
+    assert 1 <= saved < 6 and killed == full[: len(killed)]
+    log.write_text("")
+    assert run(folder, log, "resume").wait(timeout=300) == 0
+    resumed = [float.fromhex(x) for x in log.read_text().split()]
+    assert killed[: saved * 6] + resumed == full  # the lost steps and the rest, recomputed exactly
+    leftovers = {p.name for p in folder.iterdir()} - {BEST_FILE, STATE_FILE, "model-epoch006.safetensors"}
+    assert all(n.startswith(("model-epoch", ".")) for n in leftovers), leftovers

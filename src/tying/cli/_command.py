@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,7 +22,8 @@ def _word(value: object) -> str:
 def invoked_command(ctx: typer.Context) -> str:
     """``tying <command> [options that differ from their defaults]`` for a sub-command's context
     (nested groups such as ``tying lm train`` included)."""
-    names, c = [], ctx
+    names: list[str] = []
+    c: Any = ctx
     while c.parent is not None:
         names.insert(0, c.info_name or "")
         c = c.parent

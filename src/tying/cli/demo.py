@@ -1,63 +1,47 @@
-"""``tying demo``: the same LSTM language model trained with and without input/output embedding
-tying (Press & Wolf 2017, arXiv 1608.05859; Inan et al. 2017, arXiv 1611.01462), compared.
+"""``tying demo``: the built-in recipes ``demo-tied`` and ``demo-untied`` — the same LSTM language
+model with and without input/output embedding tying (Press & Wolf 2017, arXiv 1608.05859;
+Inan et al. 2017, arXiv 1611.01462) on the built-in corpus — trained and compared through the
+same runner and report writer as ``tying compare``.
 
 Both models start from the same seed (so their embeddings and LSTMs start equal; the untied
 model's separate output matrix is drawn after them) and see the same data and dropout masks.
-Defaults take about 3 minutes on 2 CPU cores with the built-in corpus: 2 layers of 200 units,
-4 epochs of 250 windows of 20 x 35 tokens (46% of the built-in training text per epoch; each
-epoch continues where the previous one stopped). With ``--data`` the same cap keeps the time
-similar for a 10k vocabulary (PTB: about 3.5 minutes, 19% of its training text per epoch);
-a larger vocabulary (WikiText-2: 33k) makes every step slower, so lower ``--max-batches`` there.
+The recipes train 2 layers of 200 units for 4 epochs of 250 windows of 20 x 35 tokens (each
+epoch continues through the training text where the previous one stopped); the committed report
+``docs/demo/tying-demo.md`` gives the wall time measured and the machine. With ``--data`` the
+same cap keeps the time similar for a 10k vocabulary (PTB); a larger vocabulary (WikiText-2:
+33k) makes every step slower, so lower ``--max-batches`` there.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.console import Console
 
-import tying
-from tying.data import Corpus, CorpusError, load_corpus
 from tying.cli._command import invoked_command
-from tying.machine import describe_machine
-from tying.data.batching import BPTTBatches, batchify
-from tying.models import LSTMConfig, LSTMLanguageModel
-from tying.training import Run, TrainConfig, Trainer, comparison_markdown, comparison_table, plot_valid_ppl
+from tying.cli.failures import expected_errors, fail, print_table
 
-__all__ = ["demo", "run_demo"]
+__all__ = ["demo", "DEMO_RECIPES", "REPORT"]
 
-# Defaults of (size, layers, epochs, max_batches): normal, and --quick (seconds, for tests).
-_FULL = (200, 2, 4, 250)
-_QUICK = (32, 1, 2, 10)
+DEMO_RECIPES = ("demo-tied", "demo-untied")
+REPORT = "tying-demo"
+# --quick: a tiny model and short epochs, a smoke test in seconds.
+_QUICK = {"size": 32, "layers": 1, "epochs": 2, "max_batches": 10}
 
 
-def run_demo(
-    corpus: Corpus,
-    *,
-    size: int,
-    layers: int,
-    dropout: float,
-    config: TrainConfig,
-    out: Path,
-    console: Console,
-    resume: bool = False,
-) -> list[Run]:
-    """Train a tied and an untied :class:`LSTMLanguageModel` on ``corpus`` with checkpoints under
-    ``out/tied`` and ``out/untied`` (continuing from them with ``resume``); returns the two runs."""
-    runs = []
-    for tie in (True, False):
-        name = "tied" if tie else "untied"
-        torch.manual_seed(config.seed)
-        model = LSTMLanguageModel(LSTMConfig(len(corpus.dictionary), size, size, layers, dropout, tie))
-        counts = tying.summary(model)
-        console.rule(f"{name}: {counts.unique_parameters:,} unique parameters")
-        trainer = Trainer(model, corpus.train, corpus.valid, corpus.test, config, out / name, console=console)
-        runs.append(Run(name, counts.total_parameters, counts.unique_parameters, trainer.fit(resume=resume)))
-    return runs
+def _overrides(data: Path | None, epochs: int | None, seed: int | None, size: int | None, layers: int | None, dropout: float | None, max_batches: int | None) -> list[str]:
+    """The demo's options as recipe overrides (recorded in each run's command)."""
+    sets = [f"data.corpus={json.dumps(str(data))}"] if data is not None else []
+    if size is not None:
+        sets += [f"model.embedding_size={size}", f"model.hidden_size={size}"]
+    for key, value in (("model.num_layers", layers), ("model.dropout", dropout), ("train.epochs", epochs), ("train.seed", seed), ("train.max_batches", max_batches)):
+        if value is not None:
+            sets.append(f"{key}={value}")
+    return sets
 
 
 def demo(
@@ -66,75 +50,60 @@ def demo(
         Path | None,
         typer.Option(help="Corpus folder with train.txt, valid.txt, test.txt (e.g. PTB). Default: the built-in corpus."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the plot, the metrics JSON and checkpoints.")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option(help="Folder for the two runs and the report.")] = Path("runs/demo"),
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs. (default 4; --quick: 2)")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and dropout (the same for both models).")] = 1111,
-    size: Annotated[
-        int | None, typer.Option(min=1, help="Embedding and LSTM width (equal, as tying needs). (default 200; --quick: 32)")
-    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of initialisation and dropout (the same for both models). (default 1111)")] = None,
+    size: Annotated[int | None, typer.Option(min=1, help="Embedding and LSTM width (equal, as tying needs). (default 200; --quick: 32)")] = None,
     layers: Annotated[int | None, typer.Option(min=1, help="LSTM layers. (default 2; --quick: 1)")] = None,
-    dropout: Annotated[float, typer.Option(min=0.0, max=1.0, help="Dropout probability.")] = 0.2,
+    dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="Dropout probability. (default 0.2)")] = None,
     max_batches: Annotated[
-        int | None,
-        typer.Option(min=0, help="Training windows per epoch; 0: the whole training set. (default 250; --quick: 10)"),
+        int | None, typer.Option(min=0, help="Training windows per epoch; 0: the whole training set. (default 250; --quick: 10)")
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny model and short epochs: a smoke test in seconds.")] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue both runs from their last checkpoints in --out (e.g. with more --epochs).")
-    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the runs in --out (e.g. with more --epochs).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete an earlier demo in --out and start over.")] = False,
 ) -> None:
     """Train the same small LSTM language model tied and untied and compare them side by side."""
+    from tying.recipes import expand_seeds, load_recipe, run_recipes
+    from tying.recipes.report import THROUGHPUT_NOTE, rich_table, write_report
+
     console = Console()
-    d_size, d_layers, d_epochs, d_batches = _QUICK if quick else _FULL
-    size, layers = size or d_size, layers or d_layers
-    cap = d_batches if max_batches is None else max_batches
-    config = TrainConfig(epochs=epochs or d_epochs, seed=seed, max_batches=cap or None)
-    try:
-        corpus = load_corpus(data)
-    except (FileNotFoundError, CorpusError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
-
-    console.print(
-        f"corpus {str(corpus.path)!r}{'' if data else ' (built-in: Python standard-library docstrings)'}: "
-        f"vocabulary {len(corpus.dictionary):,}, tokens train {corpus.train.numel():,} / "
-        f"valid {corpus.valid.numel():,} / test {corpus.test.numel():,}",
-        highlight=False,
-    )
-    windows = len(BPTTBatches(batchify(corpus.train, config.batch_size), config.bptt))
-    per_epoch = windows if config.max_batches is None else min(windows, config.max_batches)
-    console.print(
-        f"model: {layers}-layer LSTM, {size} units, dropout {dropout}; SGD lr {config.lr:g}, clip {config.clip:g}, "
-        f"lr / {config.lr_decay:g} when validation does not improve; {config.epochs} epochs of "
-        f"{per_epoch:,} of the {windows:,} windows of {config.batch_size} x {config.bptt} training tokens"
-        + (f" ({per_epoch / windows:.0%}; each epoch continues where the last stopped)" if per_epoch < windows else ""),
-        highlight=False,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    runs = run_demo(corpus, size=size, layers=layers, dropout=dropout, config=config, out=out, console=console, resume=resume)
-
-    console.print(comparison_table(runs, title="tied vs untied"))
-    console.print(f"measured on: {describe_machine()}", highlight=False)
-    plot = plot_valid_ppl(runs, out / "tying-demo.png", title=f"{layers}x{size} LSTM LM on {corpus.path.name}")
-    metrics = out / "tying-demo.json"
-    report = {
-        "command": invoked_command(ctx),
-        "machine": describe_machine(),
-        "corpus": {
-            "path": str(corpus.path),
-            "vocab_size": len(corpus.dictionary),
-            **{split: getattr(corpus, split).numel() for split in ("train", "valid", "test")},
-        },
-        "model": {"size": size, "layers": layers, "dropout": dropout},
-        "train_config": config.to_dict(),
-        "runs": [run.to_dict() for run in runs],
-    }
-    metrics.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    markdown = out / "tying-demo.md"
-    markdown.write_text(
-        f"# tying demo: {layers}x{size} LSTM language model, tied vs untied, on {corpus.path.name}\n\n"
-        f"Command: `{report['command']}`  \nMachine: {report['machine']}\n\n"
-        f"{comparison_markdown(runs)}\n![validation perplexity per epoch]({plot.name})\n",
-        encoding="utf-8",
-    )
-    console.print(f"wrote {plot}, {metrics} and {markdown}", highlight=False)
+    if quick:
+        size, layers = size or _QUICK["size"], layers or _QUICK["layers"]
+        epochs = epochs or _QUICK["epochs"]
+        max_batches = _QUICK["max_batches"] if max_batches is None else max_batches
+    sets = _overrides(data, epochs, seed, size, layers, dropout, max_batches)
+    with expected_errors(f"continue with: {invoked_command(ctx)}" + ("" if resume else " --resume")):
+        recipes = [load_recipe(name, sets) for name in DEMO_RECIPES]
+        runs = expand_seeds(recipes)
+        earlier = [r.name for r in runs if (out / r.name).is_dir()]
+        if earlier and not (resume or force):
+            raise fail(f"{str(out)!r} holds an earlier demo (runs {', '.join(earlier)}); pass --resume to continue it, --force to start over, or another --out")
+        task = recipes[0].make_task()
+        loaded = task.load_data(None)
+        if force:
+            for name in earlier:
+                shutil.rmtree(out / name)
+        corpus = loaded.corpus
+        console.print(
+            f"corpus {str(corpus.path)!r}{'' if data else ' (built-in: Python standard-library docstrings)'}: "
+            f"vocabulary {len(corpus.dictionary):,}, tokens train {corpus.train.numel():,} / "
+            f"valid {corpus.valid.numel():,} / test {corpus.test.numel():,}",
+            highlight=False,
+        )
+        m, t = recipes[0].tables["model"], recipes[0].train
+        windows = len(task.train_batches(loaded, 1))
+        per_epoch = min(windows, t.max_batches or windows)
+        console.print(
+            f"model: {m.num_layers}-layer LSTM, {m.hidden_size} units, dropout {m.dropout}; SGD lr {t.lr:g}, clip {t.clip:g}, "  # type: ignore[attr-defined]
+            f"lr / {t.lr_decay:g} when validation does not improve; {t.epochs} epochs of {per_epoch:,} of the {windows:,} windows "
+            f"of {t.batch_size} x {t.bptt} training tokens"  # type: ignore[attr-defined]
+            + (f" ({per_epoch / windows:.0%}; each epoch continues where the last stopped)" if per_epoch < windows else ""),
+            highlight=False,
+        )
+        run_recipes(runs, out, data_root=None, console=console)
+        rows, written = write_report(runs, out, f"tying demo: tied vs untied LSTM LM on {corpus.path.name}", REPORT)
+    for table in rich_table(rows, title="tied vs untied"):
+        print_table(console, table)
+    console.print(THROUGHPUT_NOTE, highlight=False)
+    console.print(f"wrote {', '.join(map(str, written))}", highlight=False)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from tying.cli import lm
+import tying
 from tying.cli.bench import bench
 from tying.cli.compare import compare
 from tying.cli.demo import demo
 from tying.cli.inspect import inspect_file
+from tying.cli.train import list_recipes, lm_app, train
 
 app = typer.Typer(
     name="tying",
@@ -16,10 +19,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tying {tying.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Weight tying for PyTorch: train tied vs untied models, inspect tied checkpoints."""
+
+
 app.command("demo")(demo)
-app.command("inspect")(inspect_file)
-app.add_typer(lm.app, name="lm")
+app.command("train")(train)
 app.command("compare")(compare)
+app.command("list")(list_recipes)
+app.command("inspect")(inspect_file)
+app.add_typer(lm_app, name="lm")
 app.command("bench")(bench)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,14 +1,14 @@
-"""Recipes: training scripts and their configuration files, composed from the reusable components
-(:mod:`tying.models`, :mod:`tying.training`, :mod:`tying.data`).
+"""Recipes: experiments as configuration files, run by the training engine.
 
-* :mod:`tying.recipes.config`: TOML recipe files (``tying/recipes/configs/*.toml``), inheritance,
-  ``key=value`` overrides.
-* :mod:`tying.recipes.lm`: train a language-model recipe into a folder, with ``metrics.json``.
-* :mod:`tying.recipes.compare`: run several recipes and report them side by side.
+* :mod:`tying.recipes.config`: TOML recipe files (``tying/recipes/configs/*.toml``) naming a
+  task and its tables, inheritance, ``key=value`` overrides, strict validation.
+* :mod:`tying.recipes.run`: train a recipe into a folder with ``metrics.json``; several recipes,
+  seeds and parallel jobs, resumably.
+* :mod:`tying.recipes.report`: tables, CSV and plots of finished runs; sections of ``docs/RESULTS.md``.
 """
 
 from tying.recipes.config import Recipe, RecipeError, builtin_recipes, load_recipe, parse_override
-from tying.recipes.lm import METRICS_FILE, read_metrics, resolve_corpus, train_lm
+from tying.recipes.run import METRICS_FILE, RecordError, Run, expand_seeds, read_metrics, run_recipes, train_recipe
 
 __all__ = [
     "Recipe",
@@ -17,7 +17,10 @@ __all__ = [
     "load_recipe",
     "parse_override",
     "METRICS_FILE",
+    "RecordError",
+    "Run",
+    "expand_seeds",
     "read_metrics",
-    "resolve_corpus",
-    "train_lm",
+    "run_recipes",
+    "train_recipe",
 ]

@@ -1,27 +1,32 @@
 """Recipe configuration files: TOML, with single inheritance and ``key=value`` overrides.
 
-A recipe file names a corpus and the settings of the model, loss and training loop::
+A recipe file names its task and gives that task's tables::
 
     base = "ptb-small"            # optional: start from another recipe, then override
     name = "ptb-small-tied"
     description = "..."
-    corpus = "ptb"                # a folder under the data root, a path, or "builtin"
+    task = "lm"                   # a registered task (tying.training.get_task)
 
-    [model]                       # tying.models.LSTMConfig fields (vocab_size comes from the corpus)
+    [data]                        # the task's tables, each validated by its pydantic model:
+    corpus = "ptb"                #   types are strict (tie = "False" is an error, not True),
+    [model]                       #   ranges checked, unknown keys refused
     tie = true
-    [loss]                        # tying.training.LossConfig fields
-    [train]                       # tying.training.TrainConfig fields
-    [paper]                       # optional reference numbers: test_ppl, valid_ppl, parameters, source
+    [train]                       # TrainConfig (or the task's subclass): epochs, lr, schedule ...
+    epochs = 13
+    [paper]                       # optional reference numbers: test_<metric>, parameters, source, note
 
 Tables merge key by key down the ``base`` chain, except ``[paper]``: reference numbers belong to
-the file that states them and are never inherited. Unknown keys are errors naming the file, so a
-typo never silently falls back to a default. The recipes shipped with tying live in
-``tying/recipes/configs/`` and are named without ``.toml`` (``tying lm list`` prints them).
+the file that states them and are never inherited. Every error names the file (and the
+override, if the value came from one), the key, the value and what is allowed. The recipes
+shipped with tying live in ``tying/recipes/configs/`` and are named without ``.toml``
+(``tying list`` prints them).
+
+``train.epochs`` as the files give it (before overrides) is the recipe's schedule: a run with
+fewer epochs (``--set train.epochs=2``) is reported as a shortened schedule.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -29,8 +34,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tying.models import LSTMConfig
-from tying.training import LossConfig, TrainConfig
+from pydantic import BaseModel, ValidationError
+
+from tying.training.config import TrainConfig
+from tying.training.task import Task, get_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,9 +46,8 @@ else:  # pragma: no cover
 
 __all__ = ["Recipe", "RecipeError", "load_recipe", "builtin_recipes", "parse_override"]
 
-_TABLES = {"model": LSTMConfig, "loss": LossConfig, "train": TrainConfig}
-_TOP = {"base", "name", "description", "corpus", "paper", *_TABLES}
-_PAPER = {"test_ppl", "valid_ppl", "parameters", "source", "note"}
+_TOP = {"base", "name", "description", "task", "paper"}
+_PAPER_TEXT = {"parameters", "source", "note"}
 
 
 class RecipeError(ValueError):
@@ -50,38 +56,51 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """A resolved recipe: every table merged down its ``base`` chain, overrides applied.
+    """A resolved recipe: every table merged down its ``base`` chain, overrides applied, validated.
 
     Attributes:
-        name, description, corpus: see the module docstring.
-        model: keyword arguments of :class:`~tying.models.LSTMConfig` (without ``vocab_size``).
-        loss: a :class:`~tying.training.LossConfig`; train: a :class:`~tying.training.TrainConfig`.
+        name, description: see the module docstring.
+        task: the task name; tables: its validated tables (``tables["train"]`` is a TrainConfig).
         paper: reference numbers to compare with (may be empty).
+        schedule_epochs: ``train.epochs`` of the files, before overrides.
         source: the file the recipe was read from; overrides: the ``key=value`` strings applied.
     """
 
     name: str
     description: str
-    corpus: str
-    model: dict[str, Any]
-    loss: LossConfig
-    train: TrainConfig
+    task: str
+    tables: dict[str, BaseModel]
     paper: dict[str, Any] = field(default_factory=dict)
+    schedule_epochs: int = 0
     source: str = ""
     overrides: tuple[str, ...] = ()
 
-    def model_config(self, vocab_size: int) -> LSTMConfig:
-        return LSTMConfig(vocab_size=vocab_size, **self.model)
+    @property
+    def train(self) -> TrainConfig:
+        train = self.tables["train"]
+        assert isinstance(train, TrainConfig)
+        return train
+
+    @property
+    def shortened(self) -> bool:
+        """Trained for fewer epochs than the recipe's own schedule."""
+        return self.train.epochs < self.schedule_epochs
+
+    def make_task(self) -> Task:
+        return get_task(self.task)(self.tables)
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Recipe:
+        """The same recipe file with more overrides applied after this one's."""
+        return load_recipe(self.source, [*self.overrides, *overrides])
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
-            "corpus": self.corpus,
-            "model": dict(self.model),
-            "loss": dataclasses.asdict(self.loss),
-            "train": self.train.to_dict(),
+            "task": self.task,
+            **{name: table.model_dump(mode="json") for name, table in self.tables.items()},
             "paper": dict(self.paper),
+            "schedule_epochs": self.schedule_epochs,
             "source": self.source,
             "overrides": list(self.overrides),
         }
@@ -116,37 +135,22 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"recipe {str(path)!r} is not valid TOML: {exc}") from exc
-    _check_keys(data, str(path))
     base = data.pop("base", None)
     if base is None:
         return data
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: base = {base!r} must be a recipe name or .toml path (a string)")
     merged = _read(_locate(base, path), (*seen, path.resolve()))
     merged.pop("paper", None)
     for key, value in data.items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
     return merged
-
-
-def _check_keys(data: dict[str, Any], where: str) -> None:
-    unknown = sorted(set(data) - _TOP)
-    if unknown:
-        raise RecipeError(f"{where}: unknown top-level key(s) {unknown}; known: {sorted(_TOP)}")
-    for table, cls in _TABLES.items():
-        value = data.get(table, {})
-        if not isinstance(value, dict):
-            raise RecipeError(f"{where}: [{table}] must be a table, got {value!r}")
-        fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
-        bad = sorted(set(value) - fields)
-        if bad:
-            raise RecipeError(f"{where}: unknown key(s) {[f'{table}.{k}' for k in bad]}; known: {sorted(fields)}")
-    bad = sorted(set(data.get("paper", {})) - _PAPER)
-    if bad:
-        raise RecipeError(f"{where}: unknown key(s) {[f'paper.{k}' for k in bad]}; known: {sorted(_PAPER)}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=2"`` -> ``(["train", "epochs"], 2)``. The value is read as a TOML value
-    (numbers, booleans, quoted strings, arrays); anything else is taken as a bare string."""
+    (numbers, lowercase booleans, quoted strings, arrays); anything else is taken as a bare string
+    (``corpus=ptb``), which strict validation then refuses where a number or boolean is needed."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise RecipeError(f"override {text!r} is not KEY=VALUE (e.g. train.epochs=2)")
@@ -157,11 +161,67 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+#: What a value of each pydantic error type must be instead (the error message adds the range).
+_ALLOWED = {
+    "bool_type": "true or false (a TOML boolean: lowercase, unquoted)",
+    "int_type": "a whole number (e.g. 2)",
+    "float_type": "a number (e.g. 0.5)",
+    "string_type": "a quoted string",
+    "tuple_type": "an array such as [0.9, 0.999]",
+}
+
+
+def _describe(error: Any, table: str, known: list[str]) -> str:
+    """One clause for a pydantic error (``ErrorDetails``) of table ``table``."""
+    key = ".".join([table, *map(str, error["loc"])]) if error["loc"] else table
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {key!r} (known: {', '.join(known)})"
+    if error["type"] == "missing":
+        return f"{key} is required"
+    allowed = _ALLOWED.get(error["type"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key} = {error['input']!r}: {message}" + (f"; allowed: {allowed}" if allowed else "")
+
+
+def _validate(data: dict[str, Any], where: str) -> tuple[type[Task], dict[str, BaseModel]]:
+    for key in ("name", "task"):
+        if not isinstance(data.get(key), str):
+            raise RecipeError(f"{where}: {key!r} (a string) is required" + (f", got {data[key]!r}" if key in data else ""))
+    task = get_task(data["task"], missing=lambda msg: RecipeError(f"{where}: task = {data['task']!r}: {msg}"))
+    raw = {k: v for k, v in data.items() if k not in _TOP}
+    types = task.table_types(raw)
+    unknown = sorted(set(raw) - set(types))
+    if unknown:
+        raise RecipeError(f"{where}: unknown top-level key(s) {unknown}; known: {sorted(_TOP | set(types))}")
+    tables, problems = {}, []
+    for name, cls in types.items():
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: [{name}] must be a table, got {value!r}")
+        try:
+            tables[name] = cls(**value)
+        except ValidationError as exc:
+            problems += [_describe(e, name, sorted(cls.model_fields)) for e in exc.errors()]
+    paper = data.get("paper", {})
+    bad = sorted(k for k in paper if k not in _PAPER_TEXT and not (k.startswith("test_") or k.startswith("valid_")))
+    if bad:
+        problems.append(f"unknown key(s) {[f'paper.{k}' for k in bad]}; known: test_<metric>, valid_<metric>, {', '.join(sorted(_PAPER_TEXT))}")
+    if problems:
+        raise RecipeError(f"{where}: " + "; ".join(problems))
+    try:
+        task(tables)  # checks that span tables
+    except ValueError as exc:
+        raise RecipeError(f"{where}: {exc}") from exc
+    return task, tables
+
+
 def load_recipe(ref: str | os.PathLike[str], overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
-    """Read a recipe by built-in name or path, apply ``overrides`` (``"section.key=value"``) and
-    validate every setting (errors name the file and key)."""
+    """Read a recipe by built-in name or path, apply ``overrides`` (``"table.key=value"``) and
+    validate every setting (errors name the file, override, key, value and what is allowed)."""
     path = _locate(str(ref), None)
     data = _read(path)
+    _validate(data, str(path))  # the files alone must be valid, so an error names where it is
+    schedule = data.get("train", {}).get("epochs", TrainConfig.model_fields["epochs"].default)
     for text in overrides:
         keys, value = parse_override(text)
         target = data
@@ -170,24 +230,15 @@ def load_recipe(ref: str | os.PathLike[str], overrides: tuple[str, ...] | list[s
             if not isinstance(target, dict):
                 raise RecipeError(f"override {text!r}: {k!r} is not a table")
         target[keys[-1]] = value
-    _check_keys(data, f"{path} with overrides {list(overrides)}" if overrides else str(path))
-    for key in ("name", "corpus"):
-        if not isinstance(data.get(key), str):
-            raise RecipeError(f"{path}: '{key}' (a string) is required")
-    try:
-        loss = LossConfig(**data.get("loss", {}))
-        train = TrainConfig(**data.get("train", {}))
-        LSTMConfig(vocab_size=1, **data.get("model", {}))  # validates field names and types early
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(f"{path}: {exc}") from exc
+        _validate(data, f"{path} with override {text!r}")
+    _, tables = _validate(data, str(path))
     return Recipe(
         name=data["name"],
         description=data.get("description", ""),
-        corpus=data["corpus"],
-        model=dict(data.get("model", {})),
-        loss=loss,
-        train=train,
+        task=data["task"],
+        tables=tables,
         paper=dict(data.get("paper", {})),
+        schedule_epochs=schedule,
         source=str(path),
         overrides=tuple(overrides),
     )

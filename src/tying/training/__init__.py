@@ -1,7 +1,7 @@
-"""Language-model training components: config, objectives, the loop, training-state checkpoints
-and reports comparing runs."""
+"""The training engine and its components: the task protocol, settings, the loop, objectives of
+language models, and training-state checkpoints."""
 
-from tying.training.config import LRSchedule, TrainConfig, next_lr
+from tying.training.config import LRSchedule, Table, TrainConfig, build_optimizer, next_lr
 from tying.training.losses import (
     LossConfig,
     LossFn,
@@ -14,13 +14,15 @@ from tying.training.losses import (
     real_loss,
     with_projection_penalty,
 )
-from tying.training.report import Run, comparison_markdown, comparison_table, plot_valid_ppl
 from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
-from tying.training.trainer import Trainer, TrainResult, detach_state
+from tying.training.task import Metric, StepOutput, Task, get_task, register_task, task_names
+from tying.training.trainer import Interrupted, Trainer, TrainResult
 
 __all__ = [
     "LRSchedule",
+    "Table",
     "TrainConfig",
+    "build_optimizer",
     "next_lr",
     "LossFn",
     "lm_loss",
@@ -36,11 +38,13 @@ __all__ = [
     "SavedTrainState",
     "save_train_state",
     "read_train_state",
+    "Metric",
+    "StepOutput",
+    "Task",
+    "get_task",
+    "register_task",
+    "task_names",
+    "Interrupted",
     "Trainer",
     "TrainResult",
-    "detach_state",
-    "Run",
-    "comparison_table",
-    "comparison_markdown",
-    "plot_valid_ppl",
 ]

@@ -1,68 +1,92 @@
-"""Hyper-parameters of language-model training."""
+"""Settings of the training engine, shared by every task: epochs, optimizer, learning-rate
+schedule, clipping, seed, data parallelism.
+
+Recipe tables are pydantic models in strict mode: a value of the wrong type (``epochs = 2.5``,
+``lr = "fast"``, ``tie = "False"``) or out of range (``epochs = 0``) is an error, never coerced.
+A task adds its own training settings by subclassing :class:`TrainConfig`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["TrainConfig", "LRSchedule", "next_lr"]
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+__all__ = ["Table", "TrainConfig", "LRSchedule", "next_lr", "build_optimizer"]
 
 #: ``"plateau"``: divide the learning rate by ``lr_decay`` after every epoch whose validation
-#: perplexity is not a new best (pytorch/examples ``word_language_model``).
+#: metric is not a new best (pytorch/examples ``word_language_model``).
 #: ``"step"``: divide it after every epoch from ``decay_start`` on (Zaremba et al. 2014: lr 1,
 #: halved after each epoch from the 4th (small model), i.e. ``lr_decay=2, decay_start=4``).
-LRSchedule = Literal["plateau", "step"]
+#: ``"constant"``: never change it.
+LRSchedule = Literal["plateau", "step", "constant"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of :class:`tying.training.Trainer`. Defaults follow pytorch/examples
-    ``word_language_model`` (plain SGD at lr 20, gradient norm clipped to 0.25, lr / 4 on a
-    validation plateau, batch 20, 35 BPTT steps).
+class Table(BaseModel):
+    """Base of recipe tables: strict types, unknown keys refused, immutable."""
 
-    Attributes:
-        epochs: passes over the training data (an epoch is ``max_batches`` windows if that is set).
-        batch_size: parallel streams the training data is cut into (:func:`tying.data.batchify`).
-        eval_batch_size: the same for validation and test data.
-        bptt: truncated back-propagation length, in tokens.
-        lr: initial SGD learning rate.
-        momentum, weight_decay: passed to ``torch.optim.SGD``.
-        clip: maximum global gradient L2 norm (``clip_grad_norm_``); 0 disables clipping.
-        lr_schedule, lr_decay, decay_start: see :data:`LRSchedule`.
-        max_batches: cap on training windows per epoch (a quick run on a large corpus); None: all.
-            Capped epochs follow on from each other through the stream, wrapping round at its end.
-        seed: ``torch.manual_seed`` at the start of training (dropout masks); the same seed, model
-            initialisation and data give bit-identical losses.
-    """
-
-    epochs: int = 6
-    batch_size: int = 20
-    eval_batch_size: int = 10
-    bptt: int = 35
-    lr: float = 20.0
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    clip: float = 0.25
-    lr_schedule: LRSchedule = "plateau"
-    lr_decay: float = 4.0
-    decay_start: int = 4
-    max_batches: int | None = None
-    seed: int = 1111
-
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in ("plateau", "step"):
-            raise ValueError(f"lr_schedule must be 'plateau' or 'step', got {self.lr_schedule!r}")
-        if self.lr_decay < 1:
-            raise ValueError(f"lr_decay divides the learning rate and must be >= 1, got {self.lr_decay}")
-        if self.max_batches is not None and self.max_batches < 1:
-            raise ValueError(f"max_batches must be None or >= 1, got {self.max_batches}")
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
+
+
+class TrainConfig(Table):
+    """The ``[train]`` table: settings of :class:`tying.training.Trainer`. Defaults follow
+    pytorch/examples ``word_language_model`` (plain SGD at lr 20, gradient norm clipped to 0.25,
+    lr / 4 on a validation plateau).
+
+    Attributes:
+        epochs: passes over the training data (an epoch is ``max_batches`` batches if that is set).
+        optimizer: ``"sgd"`` (``torch.optim.SGD`` with ``momentum``) or ``"adamw"`` (with ``betas``).
+        lr: initial learning rate; weight_decay: passed to the optimizer.
+        clip: maximum global gradient L2 norm (``clip_grad_norm_``); 0 disables clipping.
+        lr_schedule, lr_decay, decay_start: see :data:`LRSchedule`.
+        max_batches: cap on training batches per epoch; capped epochs follow on from each other
+            through the batches, wrapping round at the end. 0: no cap.
+        seed: ``torch.manual_seed`` before the model is built and before training (dropout
+            masks); the same seed, data and settings give bit-identical losses.
+        parallel: under ``torchrun`` with several processes, ``"ddp"`` (DistributedDataParallel)
+            or ``"fsdp"`` (FSDP2 through :func:`tying.distributed.fully_shard_tied`).
+    """
+
+    epochs: int = Field(6, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(20.0, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    clip: float = Field(0.25, ge=0)
+    lr_schedule: LRSchedule = "plateau"
+    lr_decay: float = Field(4.0, ge=1)
+    decay_start: int = Field(4, ge=1)
+    max_batches: int = Field(0, ge=0)
+    seed: int = 1111
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _betas_from_toml(cls, data: Any) -> Any:
+        # TOML has arrays, not tuples: accept a 2-element array for betas.
+        if isinstance(data, dict) and isinstance(data.get("betas"), list):
+            data = {**data, "betas": tuple(data["betas"])}
+        return data
 
 
 def next_lr(config: TrainConfig, lr: float, *, epoch: int, improved: bool) -> float:
     """Learning rate for the epoch after ``epoch`` (1-based, just finished), given whether its
-    validation perplexity was a new best."""
+    validation metric was a new best."""
+    if config.lr_schedule == "constant":
+        return lr
     decay = not improved if config.lr_schedule == "plateau" else epoch >= config.decay_start
     return lr / config.lr_decay if decay else lr
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names over ``model``'s parameters (each shared tensor once)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)

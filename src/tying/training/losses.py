@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
+
+from tying.training.config import Table
 
 __all__ = [
     "LossFn",
@@ -44,7 +46,7 @@ def lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)), state
 
 
-def fused_lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+def fused_lm_loss(model: Any, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
     """:func:`lm_loss` computed from ``model.features`` by the output layer's fused
     ``model.decoder.loss`` (:class:`tying.nn.TiedOutput`): the same value and gradients, without
     the ``(T, B, V)`` logits in memory (:func:`tying.functional.tied_linear_cross_entropy`)."""
@@ -82,7 +84,7 @@ def real_loss(alpha: float, tau: float) -> LossFn:
     cross-entropy :math:`+\ \alpha \cdot` :func:`augmented_kl` at temperature ``tau``.
     Needs ``model.features``, ``model.logits`` and ``model.encoder.weight``."""
 
-    def loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    def loss(model: Any, inputs: torch.Tensor, targets: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         features, state = model.features(inputs, state)
         logits = model.logits(features)
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
@@ -113,9 +115,9 @@ def with_projection_penalty(loss_fn: LossFn, lam: float) -> LossFn:
     return loss
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    """The training objective of a recipe (evaluation is always plain cross-entropy).
+class LossConfig(Table):
+    """The ``[loss]`` table of a language-model recipe: the training objective (evaluation is
+    always plain cross-entropy).
 
     Attributes:
         kind: ``"ce"``: next-token cross-entropy; ``"real"``: Inan et al.'s REAL
@@ -128,20 +130,15 @@ class LossConfig:
 
     kind: Literal["ce", "real"] = "ce"
     fused: bool = False
-    projection_penalty: float = 0.0
-    alpha: float = 0.5
-    tau: float = 20.0
+    projection_penalty: float = Field(0.0, ge=0)
+    alpha: float = Field(0.5, ge=0)
+    tau: float = Field(20.0, gt=0)
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("ce", "real"):
-            raise ValueError(f"loss kind must be 'ce' or 'real', got {self.kind!r}")
+    @model_validator(mode="after")
+    def _fused_needs_ce(self) -> LossConfig:
         if self.fused and self.kind != "ce":
-            raise ValueError("fused=True computes plain cross-entropy; the 'real' loss needs the logits (set fused=false)")
-        if self.projection_penalty < 0 or self.alpha < 0 or self.tau <= 0:
-            raise ValueError(
-                f"need projection_penalty >= 0, alpha >= 0 and tau > 0; got {self.projection_penalty}, "
-                f"{self.alpha}, {self.tau}"
-            )
+            raise ValueError("fused=true computes plain cross-entropy; the 'real' loss needs the logits (set fused=false)")
+        return self
 
 
 def build_loss(config: LossConfig) -> LossFn:

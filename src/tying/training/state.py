@@ -3,8 +3,10 @@ exactly where it stopped.
 
 The model goes to its own file through :func:`tying.save` (tie-aware). This file holds the rest
 as a safetensors file, never a pickle: the torch RNG states and the optimizer's state tensors
-as tensors, and the epoch counter, learning rate, best validation loss, metrics history,
-config and the optimizer's non-tensor state as JSON under the header key
+as tensors, the carried state of an interrupted epoch (:func:`flatten_carry`) as tensors, and
+the epoch counter, learning rate, best validation metric, metrics history, the position and
+partial sums of an interrupted epoch, config and the optimizer's non-tensor state as JSON under
+the header key
 ``"tying.train_state"``. It is written with :func:`tying._io.atomic_save_file` *after* the
 model file it names, so it is the commit point: a crash leaves the previous complete pair.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,10 @@ from safetensors import SafetensorError, safe_open
 from tying._io import atomic_save_file
 from tying.errors import CheckpointError
 
-__all__ = ["TrainState", "SavedTrainState", "save_train_state", "read_train_state"]
+__all__ = ["TrainState", "SavedTrainState", "save_train_state", "read_train_state", "flatten_carry", "unflatten_carry"]
 
 _KEY = "tying.train_state"
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclass
@@ -36,27 +38,65 @@ class TrainState:
     Attributes:
         epoch: epochs completed.
         lr: learning rate of the next epoch.
-        best_valid_loss, best_epoch: the lowest validation cross-entropy so far and its epoch.
+        best_value, best_epoch: the best value so far of the task's first metric on the
+            validation data, and its epoch.
         history: one JSON-serialisable metrics dict per completed epoch.
-        model_file: name (in the same folder) of the model checkpoint written after ``epoch``.
+        model_file: name (in the same folder) of the model checkpoint written after ``epoch``
+            (or at the interruption of the next one).
+        step: batches of epoch ``epoch + 1`` already trained (an interrupted epoch; 0: none).
+        partial: that epoch's running sums (``loss_sum``, ``count``, ``train_s``).
+        carry: the task's carried state at the interruption (see :class:`tying.training.StepOutput`).
     """
 
     epoch: int = 0
     lr: float = 0.0
-    best_valid_loss: float | None = None
+    best_value: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     model_file: str | None = None
+    step: int = 0
+    partial: dict[str, float] = field(default_factory=dict)
+    carry: Any = field(default=None, repr=False)
+
+
+def flatten_carry(carry: Any) -> tuple[list[torch.Tensor], Any]:
+    """A carried state (None, a tensor, or nested tuples/lists of them) as its tensors in order and
+    a JSON structure (``None``, ``"t"`` or a list of structures) to rebuild it."""
+    if carry is None:
+        return [], None
+    if isinstance(carry, torch.Tensor):
+        return [carry.detach()], "t"
+    tensors, structure = [], []
+    for item in carry:
+        t, s = flatten_carry(item)
+        tensors += t
+        structure.append(s)
+    return tensors, structure
+
+
+def unflatten_carry(tensors: list[torch.Tensor], structure: Any) -> Any:
+    """Inverse of :func:`flatten_carry` (tuples for sequences)."""
+    it = iter(tensors)
+
+    def build(s: Any) -> Any:
+        if s is None:
+            return None
+        return next(it) if s == "t" else tuple(build(x) for x in s)
+
+    return build(structure)
 
 
 def save_train_state(
-    path: str | os.PathLike[str], state: TrainState, optimizer: torch.optim.Optimizer, config: dict[str, Any]
+    path: str | os.PathLike[str], state: TrainState, optimizer: dict[str, Any], config: dict[str, Any]
 ) -> Path:
-    """Write ``state``, ``optimizer``'s state, ``config`` and the current torch RNG states to ``path``."""
+    """Write ``state``, an optimizer's ``state_dict()``, ``config`` and the current torch RNG
+    states to ``path``."""
     tensors = {"rng.cpu": torch.get_rng_state()}
+    carry, structure = flatten_carry(state.carry)
+    tensors.update({f"carry.{i}": t.cpu().contiguous() for i, t in enumerate(carry)})
     if torch.cuda.is_available():
         tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    opt = optimizer.state_dict()
+    opt = optimizer
     scalars: dict[str, dict[str, Any]] = {}
     for idx, entries in opt["state"].items():
         for key, value in entries.items():
@@ -66,7 +106,7 @@ def save_train_state(
                 scalars.setdefault(str(idx), {})[key] = value
     record = {
         "version": _VERSION,
-        "state": asdict(state),
+        "state": {**{f.name: getattr(state, f.name) for f in fields(state) if f.name != "carry"}, "carry": structure},
         "config": config,
         "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars},
     }
@@ -116,8 +156,11 @@ def read_train_state(path: str | os.PathLike[str]) -> SavedTrainState:
             opt_state.setdefault(int(idx), {})[name] = tensor
     for idx, entries in record["optimizer"]["scalars"].items():
         opt_state.setdefault(int(idx), {}).update(entries)
+    fields = dict(record["state"])
+    carry = [tensors[f"carry.{i}"] for i in range(sum(k.startswith("carry.") for k in tensors))]
+    fields["carry"] = unflatten_carry(carry, fields.get("carry"))
     return SavedTrainState(
-        state=TrainState(**record["state"]),
+        state=TrainState(**fields),
         config=record["config"],
         optimizer_state={"state": opt_state, "param_groups": record["optimizer"]["param_groups"]},
         rng={k: t for k, t in tensors.items() if k.startswith("rng.")},

@@ -1,0 +1,309 @@
+"""Side-by-side reports of finished runs, built from their ``metrics.json`` records alone, so a
+report is the same every time for the same stored records. Columns come from the runs' tasks:
+each reported metric (:class:`tying.training.Metric`) gets its best-validation and test value,
+the paper's test value and the gap; every row shows parameters, unique parameters, epochs,
+throughput and wall time. Several seeds of one recipe make one row of mean ± standard deviation,
+with the per-seed values in a second table.
+
+Files, under the output folder, for report ``<report>``:
+
+* ``<report>.md``: the tables, the plots and, per run, the command and the machine;
+* ``<report>.csv``: one row per run and epoch;
+* ``<report>-valid-<metric>.png``: the validation metric per epoch (a bar per run when no run
+  has more than one epoch), and ``<report>-test-vs-params.png``.
+
+:func:`update_results_doc` pastes the same section between markers into a document such as
+``docs/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+from rich.table import Table
+
+from tying._io import atomic_write_text
+from tying.recipes.run import Run, read_metrics
+from tying.training.task import Metric, get_task
+
+__all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
+
+THROUGHPUT_NOTE = (
+    "Throughput is one run's training speed on the machine its run names, which may have been shared with other "
+    "work: it is not a speed comparison between variants (benchmarks/bench_trainer.py measures speed)."
+)
+
+
+@dataclass
+class Row:
+    """The finished runs of one recipe (one per seed) as one report row."""
+
+    group: str
+    records: list[dict[str, Any]]
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.records[0]
+
+    @property
+    def label(self) -> str:
+        return self.group if len(self.records) == 1 else f"{self.group} ({len(self.records)} seeds)"
+
+
+def _metrics(rows: Sequence[Row]) -> list[Metric]:
+    """The reported metrics of the rows' tasks, in order of first appearance."""
+    seen: dict[str, Metric] = {}
+    for row in rows:
+        for m in get_task(row.first["task"]).metrics:
+            if m.report:
+                seen.setdefault(m.name, m)
+    return list(seen.values())
+
+
+def _units(rows: Sequence[Row]) -> set[str]:
+    return {row.first["unit"] for row in rows}
+
+
+def columns(rows: Sequence[Row]) -> list[str]:
+    """Column headings of :func:`report_rows`."""
+    heads = ["run", "parameters", "unique parameters", "epochs"]
+    for m in _metrics(rows):
+        heads += [f"best valid {m.label}", f"test {m.label}", f"paper test {m.label}", "gap"]
+    units = _units(rows)
+    return [*heads, f"{units.pop()}/s" if len(units) == 1 else "throughput", "wall time"]
+
+
+def _spread(values: list[float], metric: Metric) -> str:
+    """One value, or ``mean ± sd`` (sample standard deviation) of several."""
+    if len(values) == 1:
+        return metric.format(values[0])
+    return f"{metric.format(statistics.mean(values))} ± {metric.format(statistics.stdev(values))}"
+
+
+def _shortened(record: dict[str, Any]) -> bool:
+    return record["recipe"]["train"]["epochs"] < record["recipe"]["schedule_epochs"]
+
+
+def _epochs(record: dict[str, Any], noun: str = "") -> str:
+    """``"13"``, or ``"2 of 40 (shortened)"`` for a run on a shortened schedule (``noun``
+    inserted after the numbers: ``"2 of 40 epochs (shortened)"``), and the cap on batches per
+    epoch if there is one (``"4, 250 batches each"``)."""
+    trained, schedule = len(record["history"]), record["recipe"]["schedule_epochs"]
+    text = f"{trained} of {schedule}{noun} (shortened)" if _shortened(record) else f"{trained}{noun}"
+    cap = record["recipe"]["train"].get("max_batches")
+    return f"{text}, {cap} batches each" if cap else text
+
+
+def report_rows(rows: Sequence[Row]) -> list[list[str]]:
+    """One list of formatted cells (:func:`columns`) per row."""
+    metrics, units = _metrics(rows), _units(rows)
+    out = []
+    for row in rows:
+        r, paper = row.first, row.first["recipe"]["paper"]
+        cells = [row.label, f"{r['total_parameters']:,}"]
+        cells.append(f"{r['unique_parameters']:,}" + (f" (paper {paper['parameters']})" if "parameters" in paper else ""))
+        cells.append(_epochs(r))
+        for m in metrics:
+            valid = [x["valid"][m.name] for x in row.records if m.name in x["valid"]]
+            test = [x["test"][m.name] for x in row.records if x["test"] and m.name in x["test"]]
+            ref = paper.get(f"test_{m.name}")
+            if ref is None or not test:
+                gap = "-"
+            elif _shortened(r):
+                gap = "n/a (shortened)"
+            else:
+                gap = f"{statistics.mean(test) - ref:+.1f}"
+            cells += [_spread(valid, m) if valid else "-", _spread(test, m) if test else "-", "-" if ref is None else f"{ref:g}", gap]
+        speed = statistics.mean(x[f"{x['unit']}_per_s"] for x in row.records)
+        cells.append(f"{speed:,.0f}" + ("" if len(units) == 1 else f" {r['unit']}/s"))
+        cells.append(_duration(statistics.mean(x["wall_s"] for x in row.records)))
+        out.append(cells)
+    return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _per_seed(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+    """Heading and rows of the per-seed table (empty when every recipe ran once)."""
+    metrics = _metrics(rows)
+    heads = ["run", "seed", *(f"{s} {m.label}" for m in metrics for s in ("best valid", "test"))]
+    body = []
+    for row in rows:
+        if len(row.records) > 1:
+            for x in row.records:
+                cells = [x["name"], str(x["recipe"]["train"]["seed"])]
+                for m in metrics:
+                    cells += [m.format(x["valid"].get(m.name)), m.format((x["test"] or {}).get(m.name))]
+                body.append(cells)
+    return heads, body
+
+
+def rich_table(rows: Sequence[Row], title: str | None = None) -> list[Table]:
+    """The report's table(s) for the terminal: the comparison, and the per-seed values if any."""
+    table = Table(title=title)
+    for i, column in enumerate(columns(rows)):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for cells in report_rows(rows):
+        table.add_row(*cells)
+    heads, body = _per_seed(rows)
+    if not body:
+        return [table]
+    seeds = Table(title="per seed")
+    for i, column in enumerate(heads):
+        seeds.add_column(column, justify="left" if i == 0 else "right")
+    for cells in body:
+        seeds.add_row(*cells)
+    return [table, seeds]
+
+
+def _md_table(heads: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1), *("| " + " | ".join(c) + " |" for c in body)]
+
+
+def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
+    """The report as markdown; ``image_prefix``: the path from the markdown file to the plots,
+    ending in ``<report>-``."""
+    metrics = _metrics(rows)
+    lines = [f"### {title}", "", *_md_table(columns(rows), report_rows(rows)), ""]
+    heads, body = _per_seed(rows)
+    if body:
+        lines += ["Per seed (the table above gives mean ± sample standard deviation over them):", "", *_md_table(heads, body), ""]
+    first = metrics[0].words if metrics else "metric"
+    notes = f"Test {first} is that of the epoch with the best validation {first}; gap = ours - paper."
+    if any(_shortened(x) for row in rows for x in row.records):
+        notes += (
+            " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "
+            "paper's full-schedule number is not a like-for-like comparison, so it is not given."
+        )
+    lines += [notes, THROUGHPUT_NOTE, ""]
+    lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in metrics[:1]]
+    lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)", ""]
+    lines += ["Runs (each reproduced by its command; `tying compare` resumes and skips finished runs):", ""]
+    for row in rows:
+        for r in row.records:
+            sources = {r["recipe"]["paper"].get("source")} - {None}
+            lines.append(
+                f"- **{r['name']}**: {r['recipe']['description']}. `{r['command']}` — {_epochs(r, ' epochs')}, "
+                f"{_duration(r['wall_s'])} training+validation, finished {r['finished']} on {r['machine']}"
+                + (f". Paper: {', '.join(sorted(sources))}." if sources else ".")
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: Sequence[Row]) -> str:
+    records = [x for row in rows for x in row.records]
+    keys = [k for x in records for m in x["history"] for k in m]
+    fields = ["run", *dict.fromkeys(keys)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fields, lineterminator="\n", restval="")
+    writer.writeheader()
+    for x in records:
+        for m in x["history"]:
+            writer.writerow({"run": x["name"], **m})
+    return buffer.getvalue()
+
+
+def _figure() -> Figure:
+    """A bare 6.4 x 4 inch Figure with the Agg canvas: no pyplot global state, no display needed."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+#: Tick labels as plain numbers ("200", "1.5"), also on a log axis (never "2×10²").
+_PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+
+
+def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
+    metrics = _metrics(rows)
+    if not metrics:
+        return []
+    m = metrics[0]
+    records = [x for row in rows for x in row.records]
+    fig = _figure()
+    ax = fig.add_subplot()
+    if max(len(x["history"]) for x in records) > 1:
+        for x in records:
+            ax.plot([h["epoch"] for h in x["history"]], [h[f"valid_{m.name}"] for h in x["history"]], marker="o", label=x["name"])
+        ax.set(xlabel="epoch", ylabel=f"validation {m.words}", title=title, yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(_PLAIN)
+        ax.yaxis.set_minor_formatter(_PLAIN)
+        ax.legend()
+    else:  # one epoch each: a per-epoch line would be a lone dot per run
+        names, values = [x["name"] for x in records], [x["history"][0][f"valid_{m.name}"] for x in records]
+        bars = ax.barh(names, values)
+        ax.bar_label(bars, labels=[m.format(v) for v in values], padding=3)
+        ax.invert_yaxis()
+        ax.set(xlabel=f"validation {m.words} after epoch 1 ({m.direction} is better)", title=title)
+        ax.margins(x=0.15)
+    ax.grid(alpha=0.3, which="both")
+    curve = Path(f"{prefix}-valid-{m.name}.png")
+    fig.savefig(curve, dpi=120, metadata={"Software": None})
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for x in records:
+        if x["test"] and m.name in x["test"]:
+            ax.scatter(x["unique_parameters"] / 1e6, x["test"][m.name])
+            ax.annotate(x["name"], (x["unique_parameters"] / 1e6, x["test"][m.name]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="unique parameters (millions)", ylabel=f"test {m.words}", title=title)
+    ax.grid(alpha=0.3)
+    scatter = Path(f"{prefix}-test-vs-params.png")
+    fig.savefig(scatter, dpi=120, metadata={"Software": None})
+    return [curve, scatter]
+
+
+def collect(runs: Sequence[Run], out: str | os.PathLike[str]) -> list[Row]:
+    """The finished runs among ``runs`` (in their order), grouped into rows by recipe."""
+    rows: dict[str, Row] = {}
+    for run in runs:
+        record = read_metrics(Path(out) / run.name)
+        if record is not None:
+            rows.setdefault(run.group, Row(run.group, [])).records.append(record)
+    return list(rows.values())
+
+
+def write_report(runs: Sequence[Run], out: str | os.PathLike[str], title: str, report: str = "summary") -> tuple[list[Row], list[Path]]:
+    """Write ``<report>.md``, ``<report>.csv`` and the plots for the finished runs among ``runs``
+    into ``out``; returns the rows and the files written."""
+    out = Path(out)
+    rows = collect(runs, out)
+    if not rows:
+        raise FileNotFoundError(f"no finished run in {str(out)!r} (no <run>/metrics.json); train them first")
+    written = _plots(rows, out / report, title)
+    written.insert(0, atomic_write_text(out / f"{report}.csv", _csv(rows)))
+    written.insert(0, atomic_write_text(out / f"{report}.md", markdown(rows, title, f"{report}-")))
+    return rows, written
+
+
+def update_results_doc(
+    doc: str | os.PathLike[str], key: str, rows: Sequence[Row], out: str | os.PathLike[str], title: str, report: str = "summary"
+) -> Path:
+    """Replace (or append) the section ``key`` of markdown file ``doc`` with the report whose
+    plots :func:`write_report` wrote into ``out`` as ``report``, linked relative to ``doc``. The
+    section sits between ``<!-- tying compare: KEY -->`` and ``<!-- end tying compare: KEY -->``."""
+    doc = Path(doc)
+    begin, end = f"<!-- tying compare: {key} -->", f"<!-- end tying compare: {key} -->"
+    prefix = Path(os.path.relpath(Path(out).resolve(), doc.resolve().parent)).as_posix() + f"/{report}-"
+    block = f"{begin}\n{markdown(rows, title, prefix)}{end}"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Results\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(doc, text)

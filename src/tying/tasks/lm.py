@@ -1,0 +1,238 @@
+"""Word-level language modelling (``task = "lm"``): a corpus, an LSTM or Transformer LM, a
+next-token objective, perplexity.
+
+Recipe tables:
+
+* ``[data]``: ``corpus``, a folder under the data root (``"ptb"``, ``"wikitext-2"``), a path, or
+  ``"builtin"`` (:func:`tying.data.load_corpus`);
+* ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`) or ``"transformer"``
+  (:class:`TransformerModel`); ``vocab_size`` comes from the corpus;
+* ``[loss]``: :class:`tying.training.LossConfig`;
+* ``[train]``: :class:`LMTrain`, the engine's settings plus batch sizes and the BPTT length.
+
+Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.data.batching`).
+The LSTM carries its hidden state from window to window, detached (gradients truncated at window
+boundaries; Zaremba et al. 2014, arXiv 1409.2329), starting from zeros each epoch and each
+evaluation; the Transformer reads each window on its own (``bptt <= context_size``).
+Data parallelism splits the windows' batch columns across ranks, each carrying its own columns' state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import nn
+
+from tying.data import BPTTBatches, Corpus, batchify, load_corpus
+from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
+from tying.training.config import Table, TrainConfig
+from tying.training.losses import LossConfig, build_loss, perplexity
+from tying.training.task import Metric, StepOutput, Task, register_task
+
+__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "DEFAULT_DATA_ROOT", "resolve_corpus", "detach_state"]
+
+#: Where corpus names (``"ptb"``, ``"wikitext-2"``) are looked up unless ``--data-root`` or the
+#: ``TYING_DATA_ROOT`` environment variable says otherwise: the benchmark folder beside a checkout.
+DEFAULT_DATA_ROOT = Path("../shared/data")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A recipe's named data set is not where it is looked for; the message says where to put it."""
+
+
+def resolve_corpus(name: str, data_root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder of corpus ``name``: None for ``"builtin"``, ``name`` itself if it is a folder,
+    else ``data_root / name`` (``data_root`` defaults to ``$TYING_DATA_ROOT`` or
+    :data:`DEFAULT_DATA_ROOT`)."""
+    if name == "builtin":
+        return None
+    if Path(name).is_dir():
+        return Path(name)
+    if Path(name).is_absolute() or "/" in name:
+        raise DataNotFoundError(f"corpus folder {name!r} does not exist; it must hold train.txt, valid.txt and test.txt")
+    root = Path(data_root or os.environ.get("TYING_DATA_ROOT") or DEFAULT_DATA_ROOT)
+    folder = root / name
+    if not folder.is_dir():
+        raise DataNotFoundError(
+            f"corpus {name!r} not found at {str(folder)!r}; pass --data-root (the folder holding {name}/) "
+            "or set data.corpus to the corpus folder itself, or set TYING_DATA_ROOT"
+        )
+    return folder
+
+
+class LMData(Table):
+    """``[data]``: the corpus (see the module docstring)."""
+
+    corpus: str = "builtin"
+
+
+class LSTMModel(Table):
+    """``[model]`` with ``arch = "lstm"``: the fields of :class:`tying.models.LSTMConfig`."""
+
+    arch: Literal["lstm"] = "lstm"
+    embedding_size: int = Field(200, ge=1)
+    hidden_size: int = Field(200, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    tie: bool = False
+    init_range: float = Field(0.1, gt=0)
+    projection: bool = False
+    last_layer_size: int | None = Field(None, ge=1)
+    input_dropout: float | None = Field(None, ge=0, lt=1)
+    embedding_dropout: float = Field(0.0, ge=0, lt=1)
+    variational: bool = False
+
+    def build(self, vocab_size: int) -> nn.Module:
+        return LSTMLanguageModel(LSTMConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
+
+
+class TransformerModel(Table):
+    """``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig`."""
+
+    arch: Literal["transformer"]
+    context_size: int = Field(256, ge=1)
+    embedding_size: int = Field(128, ge=1)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    bias: bool = True
+    tie: bool = True
+    init_std: float = Field(0.02, gt=0)
+
+    def build(self, vocab_size: int) -> nn.Module:
+        return TransformerLanguageModel(TransformerConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
+
+
+class LMTrain(TrainConfig):
+    """``[train]``: the engine's settings plus
+
+    Attributes:
+        batch_size: parallel streams the training data is cut into (:func:`tying.data.batchify`).
+        eval_batch_size: the same for validation and test data.
+        bptt: window length in tokens (truncated back-propagation; the Transformer's sequence length).
+    """
+
+    batch_size: int = Field(20, ge=1)
+    eval_batch_size: int = Field(10, ge=1)
+    bptt: int = Field(35, ge=1)
+
+
+def detach_state(state: Any) -> Any:
+    """``state`` (a tensor, or nested tuples of tensors, or None) cut from its autograd history,
+    so the next window's backward stops here (truncated BPTT)."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.detach()
+    return tuple(detach_state(s) for s in state)
+
+
+@dataclass
+class LMDataset:
+    """A loaded corpus and its batchified splits (``(rows, batch)`` token matrices)."""
+
+    corpus: Corpus
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+
+
+@register_task
+class LMTask(Task):
+    """Next-token prediction on a word-level corpus; perplexity (lower is better)."""
+
+    name = "lm"
+    tables: ClassVar[dict[str, type[BaseModel]]] = {"data": LMData, "model": LSTMModel, "loss": LossConfig, "train": LMTrain}
+    # The loss selects the best epoch: the same order as perplexity, but finite where exp overflows.
+    metrics = (Metric("loss", "loss", "lower", unit=" nats", fmt=".3f", report=False), Metric("ppl", "ppl", "lower", title="perplexity"))
+    unit = "tokens"
+    batch_dim = 1  # windows are (T, B): ranks take batch columns
+
+    @classmethod
+    def table_types(cls, raw: dict[str, Any]) -> dict[str, type[BaseModel]]:
+        arch = raw.get("model", {}).get("arch", "lstm") if isinstance(raw.get("model"), dict) else "lstm"
+        return {**cls.tables, "model": TransformerModel if arch == "transformer" else LSTMModel}
+
+    def __init__(self, config: dict[str, BaseModel]) -> None:
+        super().__init__(config)
+        model, loss = config["model"], config["loss"]
+        assert isinstance(loss, LossConfig) and isinstance(model, LSTMModel | TransformerModel)
+        self.model_config: LSTMModel | TransformerModel = model
+        self.loss_config = loss
+        self.recurrent = isinstance(model, LSTMModel)
+        if isinstance(model, TransformerModel):
+            if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
+                raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
+            if self.settings.bptt > model.context_size:
+                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={model.context_size}")
+        self.loss_fn = build_loss(self.loss_config)
+
+    @property
+    def settings(self) -> LMTrain:
+        config = self.config["train"]
+        assert isinstance(config, LMTrain)
+        return config
+
+    def load_data(self, data_root: str | os.PathLike[str] | None) -> LMDataset:
+        data = self.config["data"]
+        assert isinstance(data, LMData)
+        corpus = load_corpus(resolve_corpus(data.corpus, data_root))
+        s = self.settings
+        return LMDataset(corpus, batchify(corpus.train, s.batch_size), *(batchify(x, s.eval_batch_size) for x in (corpus.valid, corpus.test)))
+
+    def data_summary(self, data: LMDataset) -> dict[str, Any]:
+        c = data.corpus
+        return {"path": str(c.path), "vocab_size": len(c.dictionary), **{s: getattr(c, s).numel() for s in ("train", "valid", "test")}}
+
+    def build_model(self, data: LMDataset) -> nn.Module:
+        return self.model_config.build(len(data.corpus.dictionary))
+
+    def train_batches(self, data: LMDataset, epoch: int) -> Sequence[tuple[torch.Tensor, torch.Tensor]]:
+        return BPTTBatches(data.train, self.settings.bptt)  # type: ignore[return-value]
+
+    def step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], carry: Any) -> StepOutput:
+        inputs, targets = batch
+        if not self.recurrent:
+            return StepOutput(self.loss_fn(_BatchFirst(model), inputs, targets, None)[0], targets.numel())
+        state = model.init_state(inputs.size(1)) if carry is None else detach_state(carry)  # type: ignore[operator]
+        loss, state = self.loss_fn(model, inputs, targets, state)
+        return StepOutput(loss, targets.numel(), state)
+
+    def evaluate(self, model: nn.Module, data: LMDataset, split: str) -> dict[str, float] | None:
+        stream = getattr(data, split)
+        if not stream.numel():
+            return None
+        state = model.init_state(stream.size(1)) if self.recurrent else None  # type: ignore[operator]
+        total, tokens = 0.0, 0
+        for inputs, targets in BPTTBatches(stream, self.settings.bptt):
+            if self.recurrent:
+                logits, state = model(inputs, state)
+            else:
+                logits = model(inputs.t()).transpose(0, 1)
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)).item() * targets.numel()
+            tokens += targets.numel()
+        return {"loss": total / tokens, "ppl": perplexity(total / tokens)}
+
+    def train_metrics(self, loss: float) -> dict[str, float]:
+        return {"ppl": perplexity(loss)}
+
+
+class _BatchFirst(nn.Module):
+    """A Transformer LM seen through the sequence-first interface of the LM objectives:
+    ``(logits (T, B, V), None)`` for tokens ``(T, B)``, with ``features``/``decoder`` for the fused head."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.decoder = model.lm_head
+
+    def features(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, None]:
+        return self.model.features(tokens.t()).transpose(0, 1), None  # type: ignore[operator]
+
+    def forward(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, None]:
+        return self.model(tokens.t()).transpose(0, 1), None

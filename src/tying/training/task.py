@@ -1,0 +1,196 @@
+"""The task protocol: what a kind of experiment brings to the training engine.
+
+The engine (:class:`tying.training.Trainer`) owns what every experiment shares: the optimizer
+and learning-rate schedule, gradient clipping, checkpoints and exact resume, interrupts,
+progress output, per-epoch history, throughput, and data parallelism. A :class:`Task` owns what
+differs: how to read its data, build its model from the recipe's tables, cut the data into
+batches, compute the training loss, and evaluate. A language model, a translation model and an
+autoencoder are each one subclass, registered by name (:func:`register_task`) so that a recipe
+file selects it with ``task = "<name>"``.
+
+A task's recipe tables (``[model]``, ``[data]``, ``[train]``, ``[loss]`` ...) are pydantic
+models in strict mode, so ``model.tie = "False"`` is an error rather than a truthy string; the
+``[train]`` table is always :class:`~tying.training.config.TrainConfig` or a subclass adding the
+task's own settings (batch size, sequence length). ``docs/extending.md`` walks through a
+complete task.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from tying.training.config import TrainConfig
+
+__all__ = ["Metric", "Task", "StepOutput", "register_task", "get_task", "task_names"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A quantity a task reports for the validation and test data.
+
+    Attributes:
+        name: key in the dict :meth:`Task.evaluate` returns (``"ppl"``, ``"bleu"``).
+        label: column heading in reports (``"ppl"``, ``"BLEU"``).
+        title: its name in prose (``"perplexity"``); default: ``label``.
+        direction: ``"lower"`` or ``"higher"`` is better.
+        unit: printed after the value (``""``, ``"%"``, ``"nats"``).
+        fmt: format spec of the value (``".2f"``).
+        report: shown as a column of comparison tables (paper reference: ``paper.test_<name>``).
+    """
+
+    name: str
+    label: str
+    direction: Literal["lower", "higher"]
+    unit: str = ""
+    fmt: str = ".2f"
+    report: bool = True
+    title: str = ""
+
+    @property
+    def words(self) -> str:
+        """How prose names it: :attr:`title`, else :attr:`label`."""
+        return self.title or self.label
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b``."""
+        return a < b if self.direction == "lower" else a > b
+
+    def format(self, value: float | None) -> str:
+        return "-" if value is None else f"{value:{self.fmt}}{self.unit}"
+
+
+@dataclass
+class StepOutput:
+    """One training step's result: the scalar loss to back-propagate, how many items (tokens,
+    examples) it averages over, and what the task carries to the next step (an LSTM's hidden
+    state; None for most tasks)."""
+
+    loss: torch.Tensor
+    count: int
+    carry: Any = None
+
+
+class Task(ABC):
+    """One kind of experiment. Subclasses set the class attributes and implement the methods;
+    one instance is made per recipe, holding its validated tables in :attr:`config`.
+
+    Class attributes:
+        name: the recipe's ``task = ...`` value.
+        tables: recipe table name -> its pydantic model (``"train"`` must map to
+            :class:`TrainConfig` or a subclass). Tables may be omitted from a recipe when every
+            field has a default.
+        metrics: what :meth:`evaluate` returns; ``metrics[0]`` selects the best epoch (and drives
+            the plateau schedule).
+        unit: what :class:`StepOutput.count` counts, for throughput (``"tokens"``: tokens/s).
+        batch_dim: the dimension of every batch tensor that data parallelism splits across ranks.
+    """
+
+    name: ClassVar[str]
+    tables: ClassVar[dict[str, type[BaseModel]]]
+    metrics: ClassVar[tuple[Metric, ...]]
+    unit: ClassVar[str] = "examples"
+    batch_dim: ClassVar[int] = 0
+
+    def __init__(self, config: dict[str, BaseModel]) -> None:
+        self.config = config
+
+    @classmethod
+    def table_types(cls, raw: dict[str, Any]) -> dict[str, type[BaseModel]]:
+        """The pydantic model of each table, given the recipe's raw tables (override to choose a
+        model by a key, e.g. the LM task's ``model.arch``)."""
+        return cls.tables
+
+    @property
+    def train(self) -> TrainConfig:
+        config = self.config["train"]
+        assert isinstance(config, TrainConfig)
+        return config
+
+    @abstractmethod
+    def load_data(self, data_root: str | os.PathLike[str] | None) -> Any:
+        """Read the data the recipe names (``data_root``: where named data sets live; may be
+        None for built-in data). Raise a clear error (naming the path) when it is missing."""
+
+    @abstractmethod
+    def data_summary(self, data: Any) -> dict[str, Any]:
+        """JSON-serialisable facts about the data for the run record (path, sizes, vocabulary)."""
+
+    @abstractmethod
+    def build_model(self, data: Any) -> nn.Module:
+        """The model of the recipe's ``[model]`` table, ties declared (:func:`tying.tie`)."""
+
+    @abstractmethod
+    def train_batches(self, data: Any, epoch: int) -> Sequence[Any]:
+        """The training batches of 1-based ``epoch``, in order (a task that shuffles draws the
+        order from ``epoch``, so a resumed run sees the same batches)."""
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: Any, carry: Any) -> StepOutput:
+        """The training loss of one batch (``carry``: the previous step's, None at the start of
+        an epoch)."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, data: Any, split: str) -> dict[str, float] | None:
+        """Every metric of :attr:`metrics` (and ``"loss"``) on ``split`` (``"valid"``, ``"test"``),
+        or None when the data has no such split; the model is already in eval mode under
+        ``torch.no_grad``."""
+
+    def train_metrics(self, loss: float) -> dict[str, float]:
+        """Metrics derived from the mean training loss for the history (LM: perplexity)."""
+        return {}
+
+    def split_batch(self, batch: Any, rank: int, world_size: int) -> Any:
+        """This rank's share of a global batch under data parallelism: every tensor of ``batch``
+        (a tensor or a tuple of tensors) cut into ``world_size`` equal chunks along
+        :attr:`batch_dim`."""
+        if isinstance(batch, torch.Tensor):
+            size = batch.shape[self.batch_dim]
+            if size % world_size:
+                raise ValueError(f"a batch of {size} along dim {self.batch_dim} does not split evenly over {world_size} ranks")
+            return batch.chunk(world_size, self.batch_dim)[rank]
+        return type(batch)(self.split_batch(b, rank, world_size) for b in batch)
+
+
+# --------------------------------------------------------------------------- registry
+
+_TASKS: dict[str, type[Task]] = {}
+#: Tasks shipped with tying, imported on first use so a recipe of one task never imports another's
+#: dependencies. A new built-in task adds one line here.
+_BUILTIN = {"lm": "tying.tasks.lm"}
+
+T = TypeVar("T", bound=type[Task])
+
+
+def register_task(cls: T) -> T:
+    """Class decorator: make ``cls`` available to recipes as ``task = cls.name``."""
+    for attr in ("name", "tables", "metrics"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"task class {cls.__name__} must set the class attribute {attr!r}")
+    if not issubclass(cls.tables.get("train", object), TrainConfig):
+        raise TypeError(f"task {cls.name!r}: tables['train'] must be TrainConfig or a subclass")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    """Every task a recipe can name: the built-in ones and those registered so far."""
+    return sorted({*_BUILTIN, *_TASKS})
+
+
+def get_task(name: str, missing: Callable[[str], Exception] = KeyError) -> type[Task]:
+    """The task class registered as ``name`` (importing a built-in one on first use); else
+    ``missing(message)`` is raised."""
+    if name not in _TASKS and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _TASKS:
+        raise missing(f"no task {name!r}; known tasks: {', '.join(task_names())}")
+    return _TASKS[name]

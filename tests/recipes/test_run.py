@@ -1,0 +1,204 @@
+"""Running recipes and `tying compare`: records, skipped and resumed runs, seeds, reports rebuilt
+identically, old records read with their numbers, bad records named, parallel jobs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tying.cli.main import app
+from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, run_recipes, train_recipe
+from tying.recipes.report import Row, columns, report_rows, update_results_doc, write_report
+from tying.tasks.lm import DataNotFoundError, resolve_corpus
+from tying.training import Metric, Task, TrainConfig, register_task
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["model.embedding_size=16", "model.hidden_size=16", "model.num_layers=1", "train.bptt=10", "train.lr=5.0"]
+
+
+def _recipes(corpus: Path, *names: str, epochs: int = 2) -> list:
+    return [load_recipe(n, [f"data.corpus={corpus.as_posix()!r}", f"train.epochs={epochs}", *TINY]) for n in names]
+
+
+@pytest.mark.slow
+def test_train_recipe_lowers_validation_perplexity_and_records_everything(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    (recipe,) = _recipes(tiny_corpus_dir, "ptb-small-tied-pr")
+    record = train_recipe(recipe, tmp_path / "run", command="tying train ...")
+    first, second = (m["valid_ppl"] for m in record["history"])
+    assert second < first
+    assert read_metrics(tmp_path / "run") == json.loads(json.dumps(record))
+    assert record["format"] == 2 and record["task"] == "lm" and record["unit"] == "tokens"
+    assert record["recipe"]["loss"]["projection_penalty"] == 1 / 5200 and record["command"] == "tying train ..."
+    V = record["data"]["vocab_size"]
+    assert record["unique_parameters"] == V * 16 + 4 * 16 * (16 + 16 + 2) + (16 * 16 + 16) + V
+    assert record["test"]["ppl"] > 1 and record["valid"]["ppl"] == second and "cores" in record["machine"]
+    assert record["recipe"]["schedule_epochs"] == 13 and record["tokens_per_s"] > 0
+
+
+def test_tiny_lstm_and_transformer_recipes_run_end_to_end_on_builtin_data(tmp_path: Path) -> None:
+    tiny = ["data.corpus=builtin", "train.epochs=1", "train.max_batches=3", "model.embedding_size=16", "train.bptt=8"]
+    lstm = load_recipe("demo-tied", [*tiny, "model.hidden_size=16", "model.num_layers=1"])
+    gpt = load_recipe("ptb-transformer-tied", [*tiny, "model.num_layers=1", "model.num_heads=2", "train.batch_size=4"])
+    runs = expand_seeds([lstm, gpt])
+    run_recipes(runs, tmp_path)
+    rows, _ = write_report(runs, tmp_path, "tiny")
+    assert [row.group for row in rows] == ["demo-tied", "ptb-transformer-tied"]
+    for row in rows:
+        assert row.first["data"]["vocab_size"] == 10_000 and row.first["test"]["ppl"] > 1
+        assert row.first["history"][0]["train_tokens"] == 3 * 8 * (20 if row.group == "demo-tied" else 4)
+
+
+@pytest.mark.slow
+def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    out, doc = tmp_path / "cmp", tmp_path / "docs" / "RESULTS.md"
+    sets = [f"--set={s}" for s in [f"data.corpus={tiny_corpus_dir.as_posix()!r}", "train.epochs=2", *TINY]]
+    args = ["compare", "ptb-small-untied", "ptb-small-tied", *sets, "--out", str(out), "--doc", str(doc), "--name", "tiny"]
+    doc.parent.mkdir()
+    doc.write_text("# Results\n\nIntro kept.\n\n<!-- tying compare: tiny -->\nstale\n<!-- end tying compare: tiny -->\n\nOutro kept.\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "0 of 2 run(s) already finished" in result.output
+    files = ["tiny.md", "tiny.csv", "tiny-valid-ppl.png", "tiny-test-vs-params.png"]
+    first = {f: (out / f).read_bytes() for f in files}
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nIntro kept.\n\n<!-- tying compare: tiny -->\n### ptb-small-untied, ptb-small-tied\n")
+    assert text.endswith("<!-- end tying compare: tiny -->\n\nOutro kept.\n") and "stale" not in text
+    assert "](../cmp/tiny-valid-ppl.png)" in text and "`tying train --config ptb-small-tied" in text
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "2 of 2 run(s) already finished" in again.output
+    assert {f: (out / f).read_bytes() for f in files} == first and doc.read_text() == text
+    report_only = runner.invoke(app, [*args, "--report-only"])
+    assert report_only.exit_code == 0 and {f: (out / f).read_bytes() for f in files} == first
+
+    rows = (out / "tiny.csv").read_text().splitlines()
+    assert rows[0] == "run,epoch,lr,train_loss,train_ppl,valid_loss,valid_ppl,train_tokens,tokens_per_s,train_s,wall_s" and len(rows) == 5
+    table = (out / "tiny.md").read_text()
+    # 2 of the recipe's 13 epochs: marked, and no gap to the paper's 13-epoch number.
+    assert "| ptb-small-tied | " in table and "(paper 2.65M) | 2 of 13 (shortened) |" in table and "| 112.4 | n/a (shortened) |" in table
+
+
+@pytest.mark.slow
+def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    sets = [f"--set={s}" for s in [f"data.corpus={tiny_corpus_dir.as_posix()!r}", "train.epochs=1", "train.max_batches=5", *TINY]]
+    args = ["compare", "ptb-small-tied", *sets, "--seeds", "3", "--out", str(out), "--name", "s"]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    records = [read_metrics(out / n) for n in ("ptb-small-tied", "ptb-small-tied-seed1112", "ptb-small-tied-seed1113")]
+    assert [r["recipe"]["train"]["seed"] for r in records] == [1111, 1112, 1113]
+    assert records[1]["command"].endswith("train.seed=1112")
+    tests = [r["test"]["ppl"] for r in records]
+    assert len(set(tests)) == 3
+    cell = f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}"
+    md = (out / "s.md").read_text()
+    assert "| ptb-small-tied (3 seeds) |" in md and cell in md and "Per seed" in md
+    assert all(f"| {r['name']} | {r['recipe']['train']['seed']} | " in md for r in records)
+    assert cell in result.output
+    again = runner.invoke(app, args)
+    assert "3 of 3 run(s) already finished" in again.output
+
+
+def test_committed_records_of_the_old_format_keep_their_numbers() -> None:
+    old_records = [p for p in sorted((ROOT / "results" / "lm").glob("*/*/metrics.json")) if "format" not in json.loads(p.read_text())]
+    assert len(old_records) == 10
+    for path in old_records:
+        old = json.loads(path.read_text())
+        new = read_metrics(path.parent)
+        assert new["format"] == 2
+        assert new["valid"]["ppl"] == old["best_valid_ppl"] and new["test"] == {"ppl": old["test_ppl"], "loss": old["test_loss"]}
+        assert new["tokens_per_s"] == old["tokens_per_s"] and new["wall_s"] == old["wall_s"] and new["history"] == old["history"]
+        assert new["recipe"]["data"] == {"corpus": old["recipe"]["corpus"]} and new["data"] == old["corpus"]
+        epochs = {"ptb-medium": 40, "ptb-small": 13, "wikitext-2-small": 13}[path.parent.parent.name]
+        assert new["recipe"]["schedule_epochs"] == epochs
+
+
+def test_bad_metrics_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text('{"name": "x", "hist')
+    with pytest.raises(RecordError, match=r"'.*run/metrics\.json' is not a valid metrics record \(.*\); delete it"):
+        read_metrics(tmp_path / "run")
+    (tmp_path / "run" / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(RecordError, match=r"metrics\.json' is not a tying metrics record"):
+        read_metrics(tmp_path / "run")
+    (tmp_path / "run" / "metrics.json").write_text('{"name": "x", "history": [], "format": 2}')
+    result = runner.invoke(app, ["compare", "ptb-small-tied", "--out", str(tmp_path), "--report-only"])
+    assert result.exit_code == 1 and "no finished run" in result.output
+    shutil.move(tmp_path / "run", tmp_path / "ptb-small-tied")
+    (tmp_path / "ptb-small-tied" / "metrics.json").write_text("{bad")
+    result = runner.invoke(app, ["compare", "ptb-small-tied", "--out", str(tmp_path), "--report-only"])
+    assert result.exit_code == 1 and "metrics.json' is not a valid metrics record" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_report_needs_finished_runs_and_unknown_corpora_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no finished run in .*; train them first"):
+        write_report(expand_seeds([load_recipe("ptb-small-tied")]), tmp_path, "t")
+    with pytest.raises(DataNotFoundError, match=r"corpus 'ptb' not found at '.*nowhere/ptb'; pass --data-root"):
+        resolve_corpus("ptb", tmp_path / "nowhere")
+    assert resolve_corpus("builtin") is None
+
+
+def _record(name: str, task: str = "lm", **extra: Any) -> dict[str, Any]:
+    return {
+        "format": 2, "name": name, "task": task, "unit": "tokens", "total_parameters": 10, "unique_parameters": 5,
+        "recipe": {"paper": {}, "description": "d", "train": {"epochs": 1, "seed": 1}, "schedule_epochs": 1},
+        "history": [{"epoch": 1, "valid_ppl": 3.0}], "valid": {"ppl": 3.0, "loss": 1.1}, "test": {"ppl": 2.5, "loss": 0.9},
+        "tokens_per_s": 100.0, "wall_s": 60.0, "command": f"tying train --config {name}", "finished": "now", "machine": "m", **extra,
+    }  # fmt: skip
+
+
+def test_update_results_doc_appends_a_new_section(tmp_path: Path) -> None:
+    doc = tmp_path / "R.md"
+    doc.write_text("# Results\n")
+    update_results_doc(doc, "k", [Row("a", [_record("a")])], tmp_path / "out", "T")
+    text = doc.read_text()
+    assert text.startswith("# Results\n\n<!-- tying compare: k -->\n### T\n") and text.endswith("<!-- end tying compare: k -->\n")
+    assert "| a | 10 | 5 | 1 | 3.00 | 2.50 | - | - | 100 | 1.0 min |" in text
+
+
+def test_columns_come_from_the_tasks_metrics() -> None:
+    @register_task
+    class Scores(Task):  # a task whose metric is better when higher, counted in examples
+        name = "test-scores"
+        tables = {"train": TrainConfig}
+        metrics = (Metric("acc", "accuracy", "higher", unit="%", fmt=".1f"),)
+        unit = "examples"
+
+        load_data = data_summary = build_model = train_batches = step = evaluate = None  # type: ignore[assignment]
+
+    scores = _record("s", task="test-scores", unit="examples", valid={"acc": 91.0}, test={"acc": 90.5}, examples_per_s=12.0)
+    scores["recipe"]["paper"] = {"test_acc": 92.0}
+    rows = [Row("a", [_record("a")]), Row("s", [scores])]
+    assert columns(rows) == [
+        "run", "parameters", "unique parameters", "epochs",
+        "best valid ppl", "test ppl", "paper test ppl", "gap",
+        "best valid accuracy", "test accuracy", "paper test accuracy", "gap",
+        "throughput", "wall time",
+    ]  # fmt: skip
+    lm, acc = report_rows(rows)
+    assert lm[4:12] == ["3.00", "2.50", "-", "-", "-", "-", "-", "-"] and lm[12] == "100 tokens/s"
+    assert acc[4:12] == ["-", "-", "-", "-", "91.0%", "90.5%", "92", "-1.5"] and acc[12] == "12 examples/s"
+
+
+@pytest.mark.slow
+def test_parallel_jobs_run_in_subprocesses_with_logs(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    sets = [f"--set={s}" for s in [f"data.corpus={tiny_corpus_dir.as_posix()!r}", "train.epochs=1", *TINY]]
+    result = runner.invoke(app, ["compare", "ptb-small-untied", "ptb-small-tied", *sets, "--out", str(out), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    for name in ("ptb-small-untied", "ptb-small-tied"):
+        record = read_metrics(out / name)
+        assert record["command"].startswith(f"tying train --config {name} ") and "--threads 1" in record["command"]
+        log = (out / name / "train.log").read_text()
+        assert f"{name}: " in log and re.search(r"epoch 1: batch (\d+)/\1 \| loss", log)  # progress lines in the log file
+    listing = runner.invoke(app, ["lm", "list"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "ptb-small-tied-pr" in listing.output and "wikitext-2" in listing.output
