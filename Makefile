@@ -1,7 +1,8 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # torch is pinned to the CPU wheel *before* the package is installed, so resolving
 # `torch>=2.4` from pyproject.toml pulls no CUDA packages. The core library needs torch and
-# safetensors only; `make demo` adds the `experiments` extra, `make test` the `test` extra.
+# safetensors only; `make demo` adds the `experiments` extra, `make test` the `test` extra and
+# type-checks src/tying (mypy) before running the tests.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -28,6 +29,7 @@ demo: $(VENV)/.experiments
 	$(BIN)/tying demo
 
 test: $(VENV)/.test
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 clean:
