@@ -64,3 +64,13 @@ def test_inspect_refuses_pickle_and_missing_files(tmp_path: Path) -> None:
     assert "never unpickles" in result.output
     result = runner.invoke(app, ["inspect", str(tmp_path / "absent.safetensors")])
     assert result.exit_code == 1 and "no such checkpoint file" in result.output
+
+
+def test_inspect_shows_a_weight_normalized_source(tmp_path) -> None:
+    m = nn.Module()
+    m.embed, m.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+    tying.tie(m, "embed.weight", "head.weight")
+    tying.weight_norm(m, "embed.weight")
+    path = tying.save(m, tmp_path / "wn.safetensors")
+    result = CliRunner().invoke(app, ["inspect", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "weight_norm(dim=0)" in result.output

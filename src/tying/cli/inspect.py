@@ -45,10 +45,12 @@ def render(info: CheckpointInfo, console: Console) -> None:
 
     if info.spec is not None and info.spec.ties:
         table = Table(title=f"{len(info.spec.groups())} declared tie groups", title_justify="left")
-        for col in ("source (stored)", "targets", "transform"):
+        for col in ("source (stored)", "computed by", "targets", "transform"):
             table.add_column(col)
         for source, ties in info.spec.groups().items():
-            table.add_row(escape(source), escape("\n".join(t.target for t in ties)), "\n".join(t.transform or "-" for t in ties))
+            by = info.spec.parametrizations.get(source)
+            how = "-" if by is None else f"{by['kind']}(" + ", ".join(f"{k}={v}" for k, v in by.items() if k != "kind") + ")"
+            table.add_row(escape(source), escape(how), escape("\n".join(t.target for t in ties)), "\n".join(t.transform or "-" for t in ties))
         console.print(table)
     groups = info.groups()
     if groups:
