@@ -32,6 +32,13 @@ def test_press_wolf_small_variants_have_the_papers_parameter_counts(tie: bool, p
     assert tying.summary(model).unique_parameters == closed_form == expected
 
 
+def test_projection_without_bias_drops_exactly_its_d_parameters() -> None:
+    with_bias = LSTMLanguageModel(LSTMConfig(100, 16, 16, num_layers=1, tie=True, projection=True))
+    without = LSTMLanguageModel(LSTMConfig(100, 16, 16, num_layers=1, tie=True, projection=True, projection_bias=False))
+    assert without.projection is not None and without.projection.bias is None
+    assert tying.count_parameters(with_bias) - tying.count_parameters(without) == 16
+
+
 def test_projection_head_ties_when_hidden_differs_from_embedding() -> None:
     V, d, H = 300, 16, 40
     model = LSTMLanguageModel(LSTMConfig(V, d, H, num_layers=2, tie=True, projection=True))

@@ -75,6 +75,10 @@ class LSTMConfig:
         init_range: weights start uniform in ``[-init_range, init_range]``, biases at zero.
         projection: a learned linear map (with bias) from the last LSTM output to ``embedding_size``
             before the output layer.
+        projection_bias: whether the projection has its bias :math:`c`. Press & Wolf's model has
+            it; through a tied output layer it is a second output bias :math:`Wc` whose gradient
+            moves the logits by :math:`WW^\top g`, the cause of the projection models' slow start
+            at a high learning rate (docs/RESULTS.md, ablation).
         last_layer_size: width of the last LSTM layer (AWD-LSTM sets it to ``embedding_size``);
             None: ``hidden_size``.
         input_dropout: dropout on the embedding output; None: ``dropout``.
@@ -90,6 +94,7 @@ class LSTMConfig:
     tie: bool = False
     init_range: float = 0.1
     projection: bool = False
+    projection_bias: bool = True
     last_layer_size: int | None = None
     input_dropout: float | None = None
     embedding_dropout: float = 0.0
@@ -135,7 +140,7 @@ class LSTMLanguageModel(nn.Module):
         dropout = LockedDropout if config.variational else nn.Dropout
         input_p = config.dropout if config.input_dropout is None else config.input_dropout
         self.input_drop, self.drop = dropout(input_p), dropout(config.dropout)
-        self.projection = nn.Linear(widths[-1], config.embedding_size) if config.projection else None
+        self.projection = nn.Linear(widths[-1], config.embedding_size, bias=config.projection_bias) if config.projection else None
         self.decoder = TiedOutput(config.output_features, config.vocab_size)  # an nn.Linear with a fused .loss
         if config.tie:
             tying.tie(self, "encoder.weight", "decoder.weight")

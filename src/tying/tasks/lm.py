@@ -84,6 +84,7 @@ class LSTMModel(Table):
     tie: bool = False
     init_range: float = Field(0.1, gt=0)
     projection: bool = False
+    projection_bias: bool = True
     last_layer_size: int | None = Field(None, ge=1)
     input_dropout: float | None = Field(None, ge=0, lt=1)
     embedding_dropout: float = Field(0.0, ge=0, lt=1)
