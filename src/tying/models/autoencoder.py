@@ -21,6 +21,7 @@ the tied model's parameter count, for a comparison at equal size rather than equ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -33,7 +34,7 @@ import tying
 __all__ = ["AutoEncoder", "AutoEncoderConfig", "equal_parameter_widths", "parameter_count", "reconstruction_mse"]
 
 Activation = Literal["sigmoid", "tanh", "relu"]
-_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu}
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu}
 
 
 @dataclass(frozen=True)

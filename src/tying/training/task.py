@@ -191,7 +191,7 @@ class Task(ABC):
 _TASKS: dict[str, type[Task]] = {}
 #: Tasks shipped with tying, imported on first use so a recipe of one task never imports another's
 #: dependencies. A new built-in task adds one line here.
-_BUILTIN = {"lm": "tying.tasks.lm"}
+_BUILTIN = {"lm": "tying.tasks.lm", "autoencoder": "tying.tasks.autoencoder"}
 
 T = TypeVar("T", bound=type[Task])
 
