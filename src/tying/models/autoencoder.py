@@ -22,6 +22,7 @@ the tied model's parameter count, for a comparison at equal size rather than equ
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from dataclasses import dataclass, replace
 from typing import Literal
 
