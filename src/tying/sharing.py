@@ -28,7 +28,7 @@ batch-norm running statistics) stay per layer: ties share parameters only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from torch import nn
 from torch.nn.utils import parametrize
@@ -131,12 +131,30 @@ class LayerSharing:
                 continue
         return None
 
+    @property
+    def sets(self) -> str:
+        """The set of each layer as letters (numbers beyond 26 sets), e.g. ``A B C C B A``."""
+        return " ".join(_label(s, self.unique) for s in self.assignment)
+
     def __str__(self) -> str:
         """One line, e.g. ``blocks: 6 layers over 3 sets (cycle_rev): A B C C B A``."""
         n, m = len(self.assignment), self.unique
         rule = f" ({self.strategy})" if self.strategy is not None else ""
         norms = "" if self.share_norms else "; norms per layer"
-        return f"{self.path}: {n} layers over {m} sets{rule}: {' '.join(_label(s, m) for s in self.assignment)}{norms}"
+        return f"{self.path}: {n} layers over {m} sets{rule}: {self.sets}{norms}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for run records: ``path``, ``assignment``, ``unique``, ``strategy``,
+        ``share_norms``, ``sets`` and ``text`` (``str`` of it)."""
+        return {
+            "path": self.path,
+            "assignment": list(self.assignment),
+            "unique": self.unique,
+            "strategy": self.strategy,
+            "share_norms": self.share_norms,
+            "sets": self.sets,
+            "text": str(self),
+        }
 
 
 def _layer_list(model: nn.Module, path: str) -> nn.ModuleList:

@@ -107,3 +107,56 @@ def test_invalid_sizes_say_what_to_change() -> None:
         _gpt(num_heads=3)
     with pytest.raises(ValueError, match=r"sequence of 13 tokens is longer than context_size=12"):
         _gpt()(torch.zeros(1, 13, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("layers", "unique", "strategy", "sets"),
+    [(6, 3, "cycle_rev", (0, 1, 2, 2, 1, 0)), (6, 2, "sequence", (0, 0, 0, 1, 1, 1)), (4, 3, "cycle", (0, 1, 2, 0)), (3, 1, "all", (0, 0, 0))],
+)
+def test_share_fields_make_the_blocks_use_unique_sets(layers: int, unique: int, strategy: str, sets: tuple[int, ...]) -> None:
+    model = _gpt(num_layers=layers, share_unique=unique, share_strategy=strategy)
+    (sharing,) = tying.layer_sharing(model)
+    assert sharing.path == "blocks" and sharing.assignment == sets and sharing.share_norms
+    for i, s in enumerate(sets):
+        owner = model.blocks[sets.index(s)]
+        assert all(a is b for a, b in zip(model.blocks[i].parameters(), owner.parameters(), strict=True))
+    unshared = _gpt(num_layers=layers)
+    block = sum(p.numel() for p in unshared.blocks[0].parameters())
+    assert tying.summary(model).unique_parameters == tying.summary(unshared).unique_parameters - (layers - unique) * block
+    assert model.lm_head.weight is model.wte.weight  # the embedding tie stays
+
+
+def test_share_norms_false_leaves_each_blocks_layer_norms_its_own() -> None:
+    model = _gpt(num_layers=4, share_unique=1, share_strategy="all", share_norms=False)
+    assert model.blocks[3].attn.qkv.weight is model.blocks[0].attn.qkv.weight
+    assert model.blocks[3].ln_1.weight is not model.blocks[0].ln_1.weight
+    assert not tying.layer_sharing(model)[0].share_norms
+
+
+def test_shared_blocks_scale_residual_projections_by_all_layers_and_sum_gradients() -> None:
+    torch.manual_seed(0)
+    model = _gpt(num_layers=4, share_unique=2, share_strategy="cycle")
+    std = model.blocks[0].attn.proj.weight.std().item()
+    assert abs(std - 0.02 / math.sqrt(2 * 4)) < 0.004  # L counts applied blocks, not sets
+    tokens = torch.randint(0, 50, (2, 8))
+    model(tokens).sum().backward()
+    grad = model.blocks[0].mlp.fc.weight.grad
+    assert grad is not None and model.blocks[2].mlp.fc.weight.grad is grad  # one leaf for blocks 0 and 2
+
+
+def test_meta_build_with_shared_blocks_materializes_equal_to_eager(tmp_path: Path) -> None:
+    config = dict(num_layers=6, share_unique=3, share_strategy="cycle_rev")
+    torch.manual_seed(1)
+    eager = _gpt(**config)
+    torch.manual_seed(1)
+    with torch.device("meta"):
+        model = _gpt(**config)
+    tying.materialize(model, "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), eager.state_dict().values(), strict=True))
+    assert str(tying.layer_sharing(model)[0]) == str(tying.layer_sharing(eager)[0]) == "blocks: 6 layers over 3 sets (cycle_rev): A B C C B A"
+    assert model.blocks[5].attn.qkv.weight is model.blocks[0].attn.qkv.weight
+    tokens = torch.randint(0, 50, (2, 8))
+    assert torch.equal(model(tokens), eager(tokens))
+    fresh = _gpt(num_layers=6)
+    tying.load(fresh, tying.save(eager, tmp_path / "shared.safetensors"))
+    assert tying.layer_sharing(fresh)[0].assignment == (0, 1, 2, 2, 1, 0) and torch.equal(fresh(tokens), eager(tokens))

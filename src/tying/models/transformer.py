@@ -17,6 +17,12 @@ travels with the model into :func:`tying.save`, :func:`tying.materialize` and
 :func:`tying.distributed.fully_shard_tied` (the blocks are a ``ModuleList``: one FSDP unit each,
 the tied embedding and head one more).
 
+**Cross-layer sharing** (``share_unique = M``) makes the :math:`L` blocks use :math:`M` unique
+parameter sets by ``share_strategy`` (``sequence`` AABBCC, ``cycle`` ABCABC, ``cycle_rev`` ABCCBA,
+``all`` one set; Takase & Kiyono 2021, arXiv 2104.06022; ALBERT, Lan et al. 2020), declared by the
+single line ``tying.share_layers(self, "blocks", ...)`` (:mod:`tying.sharing`), so the sharing
+is a set of ordinary ties in the spec and a checkpoint stores each set once.
+
 Shapes are batch-first: tokens ``(B, T)`` with ``T <= context_size``, hidden ``(B, T, d)``,
 logits ``(B, T, V)``.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +58,11 @@ class TransformerConfig:
         tie: share the output layer's weight with the token embedding.
         init_std: weights start normal with this standard deviation (residual output projections
             with ``init_std / sqrt(2 L)``, GPT-2), biases at zero.
+        share_unique: M, the number of unique parameter sets the blocks use (None: every block
+            its own, as ``M = L``).
+        share_strategy: which blocks share a set (:func:`tying.layer_assignment`).
+        share_norms: the blocks' layer norms are shared with the rest of their set (as in the
+            paper); False leaves them per block.
     """
 
     vocab_size: int
@@ -62,6 +74,9 @@ class TransformerConfig:
     bias: bool = True
     tie: bool = True
     init_std: float = 0.02
+    share_unique: int | None = None
+    share_strategy: Literal["sequence", "cycle", "cycle_rev", "all"] = "cycle_rev"
+    share_norms: bool = True
 
 
 class CausalSelfAttention(nn.Module):
@@ -131,6 +146,8 @@ class TransformerLanguageModel(nn.Module):
         self.lm_head = TiedOutput(config.embedding_size, config.vocab_size, bias=False)
         if config.tie:
             tying.tie(self, "wte.weight", "lm_head.weight")
+        if config.share_unique is not None:
+            tying.share_layers(self, "blocks", unique=config.share_unique, strategy=config.share_strategy, share_norms=config.share_norms)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

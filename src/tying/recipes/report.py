@@ -10,7 +10,10 @@ Files, under the output folder, for report ``<report>``:
 * ``<report>.md``: the tables, the plots and, per run, the command and the machine;
 * ``<report>.csv``: one row per run and epoch;
 * ``<report>-valid-<metric>.png``: the validation metric per epoch (a bar per run when no run
-  has more than one epoch), and ``<report>-test-vs-params.png``.
+  has more than one epoch), and ``<report>-test-vs-params.png``;
+* ``<report>-<name>.png``: the figures the runs' tasks add (:meth:`tying.training.Task.report_figures`).
+
+When a run shares layers (its record's ``layer_sharing``), the table gains a ``layer sets`` column.
 
 :func:`update_results_doc` pastes the same section between markers into a document such as
 ``docs/RESULTS.md``.
@@ -34,7 +37,7 @@ from rich.table import Table
 
 from tying._io import atomic_write_text
 from tying.recipes.run import Run, read_metrics
-from tying.training.task import Metric, get_task
+from tying.training.task import Metric, ReportFigure, get_task
 
 __all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
 
@@ -74,9 +77,24 @@ def _units(rows: Sequence[Row]) -> set[str]:
     return {row.first["unit"] for row in rows}
 
 
+def _shares_layers(rows: Sequence[Row]) -> bool:
+    """Whether some run shares layers (:func:`tying.layer_sharing`): then a column shows each run's sets."""
+    return any(x.get("layer_sharing") for row in rows for x in row.records)
+
+
+def _layer_sets(record: dict[str, Any]) -> str:
+    """The set of each layer (``A B C C B A``), per shared layer list, or ``unshared``."""
+    shared = record.get("layer_sharing") or []
+    if not shared:
+        return "unshared"
+    return "; ".join(
+        (f"{s['path']}: " if len(shared) > 1 else "") + s["sets"] + ("" if s["share_norms"] else " (norms per layer)") for s in shared
+    )
+
+
 def columns(rows: Sequence[Row]) -> list[str]:
     """Column headings of :func:`report_rows`."""
-    heads = ["run", "parameters", "unique parameters", "epochs"]
+    heads = ["run", "parameters", "unique parameters", *(["layer sets"] if _shares_layers(rows) else []), "epochs"]
     for m in _metrics(rows):
         heads += [f"best valid {m.label}", f"test {m.label}", f"paper test {m.label}", "gap"]
     units = _units(rows)
@@ -112,6 +130,8 @@ def report_rows(rows: Sequence[Row]) -> list[list[str]]:
         r, paper = row.first, row.first["recipe"]["paper"]
         cells = [row.label, f"{r['total_parameters']:,}"]
         cells.append(f"{r['unique_parameters']:,}" + (f" (paper {paper['parameters']})" if "parameters" in paper else ""))
+        if _shares_layers(rows):
+            cells.append(_layer_sets(r))
         cells.append(_epochs(r))
         for m in metrics:
             valid = [x["valid"][m.name] for x in row.records if m.name in x["valid"]]
@@ -189,7 +209,9 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
         )
     lines += [notes, THROUGHPUT_NOTE, ""]
     lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in metrics[:1]]
-    lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)", ""]
+    lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)"]
+    lines += [f"![{f.alt}]({image_prefix}{f.name}.png)" for f in _task_figures(rows)]
+    lines += [""]
     lines += ["Runs (each reproduced by its command; `tying compare` resumes and skips finished runs):", ""]
     for row in rows:
         for r in row.records:
@@ -200,6 +222,16 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
                 + (f". Paper: {', '.join(sorted(sources))}." if sources else ".")
             )
     return "\n".join(lines) + "\n"
+
+
+def _task_figures(rows: Sequence[Row]) -> list[ReportFigure]:
+    """The figures the rows' tasks add (:meth:`tying.training.Task.report_figures`), each task
+    given its own runs' records."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        for x in row.records:
+            by_task.setdefault(x["task"], []).append(x)
+    return [f for task, records in by_task.items() for f in get_task(task).report_figures(records)]
 
 
 def _csv(rows: Sequence[Row]) -> str:
@@ -263,7 +295,13 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     ax.grid(alpha=0.3)
     scatter = Path(f"{prefix}-test-vs-params.png")
     fig.savefig(scatter, dpi=120, metadata={"Software": None})
-    return [curve, scatter]
+    written = [curve, scatter]
+    for extra in _task_figures(rows):
+        fig = _figure()
+        extra.draw(fig)
+        written.append(Path(f"{prefix}-{extra.name}.png"))
+        fig.savefig(written[-1], dpi=120, metadata={"Software": None})
+    return written
 
 
 def collect(runs: Sequence[Run], out: str | os.PathLike[str]) -> list[Row]:

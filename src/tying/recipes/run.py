@@ -4,7 +4,8 @@ all go through here.
 
 A run writes into its folder the trainer's checkpoints (so an interrupted run continues) and,
 when it finishes, ``metrics.json``: the resolved recipe, data facts, parameter counts, per-epoch
-history, the validation and test metrics of the best epoch, throughput, the command that
+history, the validation and test metrics of the best epoch, throughput, which layers share
+parameter sets (:func:`tying.layer_sharing`), the task's extras (:meth:`Task.record_extras`), the command that
 reproduces it and the machine. It is written last and atomically, so its presence means the run
 is complete; reports are built from these records alone (:mod:`tying.recipes.report`).
 
@@ -118,7 +119,9 @@ def train_recipe(
         "data": task.data_summary(data),
         "total_parameters": counts.total_parameters,
         "unique_parameters": counts.unique_parameters,
+        "layer_sharing": [sharing.to_dict() for sharing in tying.layer_sharing(model)],
         **result.to_dict(),
+        "extras": task.record_extras(model, data),
         "command": command,
         "machine": describe_machine(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime()),

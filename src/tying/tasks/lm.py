@@ -23,18 +23,22 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
+import tying
 from tying.data import BPTTBatches, Corpus, batchify, load_corpus
 from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
 from tying.training.config import Table, TrainConfig
 from tying.training.losses import LossConfig, build_loss, perplexity
-from tying.training.task import Metric, StepOutput, Task, register_task
+from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "DEFAULT_DATA_ROOT", "resolve_corpus", "detach_state"]
 
@@ -106,6 +110,22 @@ class TransformerModel(Table):
     bias: bool = True
     tie: bool = True
     init_std: float = Field(0.02, gt=0)
+    share_unique: int | None = Field(None, ge=1)
+    share_strategy: Literal["sequence", "cycle", "cycle_rev", "all"] = "cycle_rev"
+    share_norms: bool = True
+
+    def check_sharing(self) -> None:
+        """Raise ValueError naming the keys when ``share_unique``/``share_strategy`` do not fit
+        ``num_layers`` (the rules of :func:`tying.layer_assignment`)."""
+        if self.share_unique is None:
+            return
+        try:
+            tying.layer_assignment(self.num_layers, self.share_unique, self.share_strategy)
+        except tying.TieError as exc:
+            raise ValueError(
+                f"model.share_unique = {self.share_unique} with model.num_layers = {self.num_layers} and "
+                f"model.share_strategy = {self.share_strategy!r}: {exc}"
+            ) from None
 
     def build(self, vocab_size: int) -> nn.Module:
         return TransformerLanguageModel(TransformerConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
@@ -169,6 +189,7 @@ class LMTask(Task):
         if isinstance(model, TransformerModel):
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
                 raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
+            model.check_sharing()
             if self.settings.bptt > model.context_size:
                 raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={model.context_size}")
         self.loss_fn = build_loss(self.loss_config)
@@ -221,6 +242,34 @@ class LMTask(Task):
 
     def train_metrics(self, loss: float) -> dict[str, float]:
         return {"ppl": perplexity(loss)}
+
+    @classmethod
+    def report_figures(cls, records: Sequence[dict[str, Any]]) -> list[ReportFigure]:
+        """When some run shares layers (a cross-layer sharing grid): test perplexity against
+        unique parameters, one marker per strategy, each point labelled with its N layers and
+        M sets (an unshared model has M = N)."""
+        if not any(x.get("layer_sharing") for x in records):
+            return []
+        return [ReportFigure("sharing", "test perplexity against unique parameters, by sharing strategy", lambda fig: _sharing_plot(fig, records))]
+
+
+def _sharing_plot(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
+    ax = fig.add_subplot()
+    points: dict[str, list[tuple[float, float, str]]] = {}
+    for x in records:
+        if not x["test"] or "ppl" not in x["test"]:
+            continue
+        layers = x["recipe"]["model"]["num_layers"]
+        shared = x.get("layer_sharing") or []
+        strategy, unique = (shared[0]["strategy"] or "other", shared[0]["unique"]) if shared else ("unshared", layers)
+        points.setdefault(strategy, []).append((x["unique_parameters"] / 1e6, x["test"]["ppl"], f"N={layers} M={unique}"))
+    for (strategy, pts), marker in zip(points.items(), "osD^vP*X"):
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=strategy)
+        for px, py, text in pts:
+            ax.annotate(text, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set(xlabel="unique parameters (millions)", ylabel="test perplexity (lower is better)", title="cross-layer sharing")
+    ax.grid(alpha=0.3)
+    ax.legend(title="strategy", fontsize=8)
 
 
 class _BatchFirst(nn.Module):

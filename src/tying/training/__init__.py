@@ -15,7 +15,7 @@ from tying.training.losses import (
     with_projection_penalty,
 )
 from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
-from tying.training.task import Metric, StepOutput, Task, get_task, register_task, task_names
+from tying.training.task import Metric, ReportFigure, StepOutput, Task, get_task, register_task, task_names
 from tying.training.trainer import Interrupted, Trainer, TrainResult
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "save_train_state",
     "read_train_state",
     "Metric",
+    "ReportFigure",
     "StepOutput",
     "Task",
     "get_task",

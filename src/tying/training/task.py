@@ -22,7 +22,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel
@@ -30,7 +30,10 @@ from torch import nn
 
 from tying.training.config import TrainConfig
 
-__all__ = ["Metric", "Task", "StepOutput", "register_task", "get_task", "task_names"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Metric", "Task", "StepOutput", "ReportFigure", "register_task", "get_task", "task_names"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,17 @@ class StepOutput:
     loss: torch.Tensor
     count: int
     carry: Any = None
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A figure a task adds to comparison reports (:meth:`Task.report_figures`): written as
+    ``<report>-<name>.png`` and shown in the report's markdown under ``alt``; ``draw`` fills a
+    blank matplotlib ``Figure`` (it may resize it)."""
+
+    name: str
+    alt: str
+    draw: Callable[[Figure], None]
 
 
 class Task(ABC):
@@ -148,6 +162,18 @@ class Task(ABC):
         """Metrics derived from the mean training loss for the history (LM: perplexity)."""
         return {}
 
+    def record_extras(self, model: nn.Module, data: Any) -> dict[str, Any]:
+        """JSON-serialisable results beyond the metrics, from the tested (best-epoch) model, kept
+        in the run record as ``"extras"`` for :meth:`report_figures` (the autoencoder: a few test
+        reconstructions); default none."""
+        return {}
+
+    @classmethod
+    def report_figures(cls, records: Sequence[dict[str, Any]]) -> list[ReportFigure]:
+        """Figures of this task's finished runs (their records, in report order) that reports
+        add after the engine's own plots; default none."""
+        return []
+
     def split_batch(self, batch: Any, rank: int, world_size: int) -> Any:
         """This rank's share of a global batch under data parallelism: every tensor of ``batch``
         (a tensor or a tuple of tensors) cut into ``world_size`` equal chunks along
@@ -165,7 +191,7 @@ class Task(ABC):
 _TASKS: dict[str, type[Task]] = {}
 #: Tasks shipped with tying, imported on first use so a recipe of one task never imports another's
 #: dependencies. A new built-in task adds one line here.
-_BUILTIN = {"lm": "tying.tasks.lm"}
+_BUILTIN = {"lm": "tying.tasks.lm", "autoencoder": "tying.tasks.autoencoder"}
 
 T = TypeVar("T", bound=type[Task])
 
