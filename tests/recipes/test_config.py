@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tying.models import LSTMLanguageModel, TransformerLanguageModel
+from tying.training.config import next_lr
 from tying.recipes import RecipeError, builtin_recipes, load_recipe, parse_override
 from tying.tasks.lm import LMDataset
 
@@ -40,12 +41,22 @@ def test_variants_inherit_the_base_schedule_and_change_one_thing() -> None:
     base, tied, tied_pr = (load_recipe(n) for n in ("ptb-small-untied", "ptb-small-tied", "ptb-small-tied-pr"))
     assert tied.train == base.train == tied_pr.train
     t = base.train
-    assert (t.epochs, t.lr, t.bptt, t.lr_decay, t.decay_start) == (13, 20.0, 20, 2.0, 4)  # type: ignore[attr-defined]
+    # Press & Wolf's code: lr * 0.5 ** max(i - 4, 0) for 0-based epoch i (five epochs at the full
+    # rate), one evaluation stream.
+    assert (t.epochs, t.lr, t.bptt, t.lr_decay, t.decay_start, t.eval_batch_size) == (13, 20.0, 20, 2.0, 5, 1)  # type: ignore[attr-defined]
+    lrs = [20.0]
+    for epoch in range(1, 13):
+        lrs.append(next_lr(t, lrs[-1], epoch=epoch, improved=True))
+    assert lrs == [20.0 * 0.5 ** max(i - 4, 0) for i in range(13)]
     changed = {k: v for k, v in tied.tables["model"].to_dict().items() if base.tables["model"].to_dict()[k] != v}
     assert changed == {"tie": True}
     assert tied_pr.tables["model"].projection and tied_pr.tables["loss"].projection_penalty == 1 / 5200
     assert (base.paper["test_ppl"], tied.paper["test_ppl"], tied_pr.paper["test_ppl"]) == (114.5, 112.4, 100.9)
     assert load_recipe("wikitext-2-small-tied").paper == {}  # reference numbers are never inherited
+    # Runs committed with tying 0.1's small-model schedule keep it in their recipes.
+    for name in ("ptb-small-real", "wikitext-2-small-untied", "wikitext-2-small-tied", "wikitext-2-small-tied-pr"):
+        old = load_recipe(name).train
+        assert (old.decay_start, old.eval_batch_size) == (4, 10), name  # type: ignore[attr-defined]
 
 
 def test_overrides_are_typed_recorded_and_mark_a_shortened_schedule() -> None:
