@@ -10,7 +10,8 @@ Files, under the output folder, for report ``<report>``:
 * ``<report>.md``: the tables, the plots and, per run, the command and the machine;
 * ``<report>.csv``: one row per run and epoch;
 * ``<report>-valid-<metric>.png``: the validation metric per epoch (a bar per run when no run
-  has more than one epoch), and ``<report>-test-vs-params.png``.
+  has more than one epoch; the task's ``curve`` metric, else the first reported one), and
+  ``<report>-test-vs-params.png`` (the first reported metric).
 
 :func:`update_results_doc` pastes the same section between markers into a document such as
 ``docs/RESULTS.md``.
@@ -68,6 +69,12 @@ def _metrics(rows: Sequence[Row]) -> list[Metric]:
             if m.report:
                 seen.setdefault(m.name, m)
     return list(seen.values())
+
+
+def _curve(rows: Sequence[Row], metrics: list[Metric]) -> Metric:
+    """The metric plotted per epoch: the first a task marks ``curve``, else the first reported."""
+    marked = [m for row in rows for m in get_task(row.first["task"]).metrics if m.curve]
+    return marked[0] if marked else metrics[0]
 
 
 def _units(rows: Sequence[Row]) -> set[str]:
@@ -188,7 +195,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
             "paper's full-schedule number is not a like-for-like comparison, so it is not given."
         )
     lines += [notes, THROUGHPUT_NOTE, ""]
-    lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in metrics[:1]]
+    lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in [_curve(rows, metrics)] if metrics]
     lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)", ""]
     lines += ["Runs (each reproduced by its command; `tying compare` resumes and skips finished runs):", ""]
     for row in rows:
@@ -230,7 +237,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     metrics = _metrics(rows)
     if not metrics:
         return []
-    m = metrics[0]
+    m = _curve(rows, metrics)
     records = [x for row in rows for x in row.records]
     fig = _figure()
     ax = fig.add_subplot()
@@ -253,6 +260,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     curve = Path(f"{prefix}-valid-{m.name}.png")
     fig.savefig(curve, dpi=120, metadata={"Software": None})
 
+    m = metrics[0]
     fig = _figure()
     ax = fig.add_subplot()
     for x in records:
