@@ -26,7 +26,6 @@ Every model checkpoint carries the model configuration and the subword models in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,8 +205,12 @@ class TranslationTask(Task):
         own tokens' mean, so ranks with fewer tokens weigh slightly more in the averaged gradient)."""
         if len(batch.index) < world_size:
             raise ValueError(f"a batch of {len(batch.index)} sentence pairs cannot be split over {world_size} ranks; raise train.max_tokens")
-        parts = [t.tensor_split(world_size)[rank] if t is not None else None for t in (batch.src, batch.tgt_in, batch.tgt_out, batch.index)]
-        return dataclasses.replace(batch, src=parts[0], tgt_in=parts[1], tgt_out=parts[2], index=parts[3])
+
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            return t.tensor_split(world_size)[rank]
+
+        tgt_in, tgt_out = (None if t is None else rows(t) for t in (batch.tgt_in, batch.tgt_out))
+        return TranslationBatch(rows(batch.src), tgt_in, tgt_out, rows(batch.index))
 
     def evaluate(self, model: nn.Module, data: TranslationDataset, split: str) -> dict[str, float] | None:
         assert isinstance(model, TranslationTransformer)
