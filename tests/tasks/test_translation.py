@@ -4,6 +4,7 @@ only, data-parallel batch splitting, and `tying compare` reports with BLEU/chrF 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -156,3 +157,19 @@ def test_a_vocabulary_larger_than_the_text_allows_is_a_recipe_error() -> None:
     task = load_recipe("builtin-translation", ["model.tie='decoder'", "data.joint_vocab=false", "data.vocab_size=100"]).make_task()
     with pytest.raises(RecipeError, match=r"data\.vocab_size = 100 does not fit corpus 'builtin': .*Please set it to a value <= 75"):
         task.load_data(None)
+
+
+def test_tying_train_names_bad_bitext_folders_in_one_line(tmp_path: Path) -> None:
+    uneven = tmp_path / "uneven"
+    uneven.mkdir()
+    for split in ("train", "valid", "test"):
+        (uneven / f"{split}.en").write_text("a\nb\n")
+        (uneven / f"{split}.de").write_text("a\n")
+    for corpus, message in [
+        (uneven, r"train\.en' has 2 lines but '.*train\.de' has 1"),
+        (tmp_path / "absent", r"bitext folder '.*absent' does not exist; it must hold \{train,valid,test\}\.\{en,de\}"),
+    ]:
+        result = runner.invoke(app, ["train", "--config", "builtin-translation", f"data.corpus={str(corpus)!r}", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert re.search(message, result.stderr.replace("\n", " ")), result.stderr
+    assert not (tmp_path / "run").exists()  # nothing written before the data is read
