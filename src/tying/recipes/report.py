@@ -188,7 +188,9 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
     if body:
         lines += ["Per seed (the table above gives mean ± sample standard deviation over them):", "", *_md_table(heads, body), ""]
     first = metrics[0].words if metrics else "metric"
-    notes = f"Test {first} is that of the epoch with the best validation {first}; gap = ours - paper."
+    # The per-epoch curve is the metric that picks the epoch (the first reported one unless a task marks another).
+    picks = _curve(rows, metrics).words if metrics else first
+    notes = f"Test {first} is that of the epoch with the best validation {picks}; gap = ours - paper."
     if any(_shortened(x) for row in rows for x in row.records):
         notes += (
             " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "

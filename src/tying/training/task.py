@@ -45,7 +45,8 @@ class Metric:
         unit: printed after the value (``""``, ``"%"``, ``"nats"``).
         fmt: format spec of the value (``".2f"``).
         report: shown as a column of comparison tables (paper reference: ``paper.test_<name>``).
-        curve: the one plotted per epoch in reports (default: the first reported metric).
+        curve: the one plotted per epoch in reports and named as what picks the reported epoch
+            (default: the first reported metric; mark ``metrics[0]`` when their orders differ, as loss and BLEU).
     """
 
     name: str
