@@ -68,6 +68,16 @@ def shared_data() -> Path:
     return SHARED_DATA.resolve()
 
 
+@pytest.fixture(scope="session")
+def translation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of the ``builtin-translation`` recipe, trained once per session (about 10 s)."""
+    from tying.recipes import load_recipe, train_recipe
+
+    folder = tmp_path_factory.mktemp("translation") / "run"
+    train_recipe(load_recipe("builtin-translation"), folder, command="tying train --config builtin-translation")
+    return folder
+
+
 # --------------------------------------------------------------------------- core API fixtures
 
 # ``HYPOTHESIS_PROFILE=long pytest`` runs many more examples; "ci" (default) keeps the suite fast.

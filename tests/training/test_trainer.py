@@ -20,7 +20,7 @@ import tying
 from tying.data import BPTTBatches, batchify
 from tying.errors import CheckpointError
 from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel, detach_state
-from tying.training import Interrupted, LossConfig, StepOutput, Trainer, TrainResult, next_lr, read_train_state
+from tying.training import Interrupted, LossConfig, StepOutput, Trainer, TrainResult, next_lr, read_train_state, step_lr
 from tying.training.trainer import BEST_FILE, STATE_FILE
 
 TRAIN = {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 5.0, "seed": 7}
@@ -185,6 +185,28 @@ def test_lr_schedules() -> None:
     step = LMTrain(lr_schedule="step", lr_decay=2.0, decay_start=4)  # Zaremba et al.'s small model
     assert [next_lr(step, 1.0, epoch=e, improved=True) for e in (3, 4, 5)] == [1.0, 0.5, 0.5]
     assert next_lr(LMTrain(lr_schedule="constant"), 3.0, epoch=9, improved=False) == 3.0
+
+
+def test_inverse_sqrt_schedule_warms_up_then_decays() -> None:
+    config = LMTrain(optimizer="adamw", lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=400)
+    assert [step_lr(config, s) for s in (1, 200, 400)] == [1e-3 / 400, 1e-3 / 2, 1e-3]
+    assert step_lr(config, 1600) == pytest.approx(1e-3 / 2)  # sqrt(400 / 1600)
+    assert next_lr(config, 1e-3, epoch=3, improved=False) == 1e-3  # nothing per epoch
+    assert step_lr(LMTrain(), 5) is None
+    with pytest.raises(ValueError, match=r"inverse_sqrt' needs warmup_steps >= 1"):
+        LMTrain(lr_schedule="inverse_sqrt")
+
+
+def test_inverse_sqrt_in_the_loop_resumes_exactly(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    settings = {"epochs": 3, "optimizer": "adamw", "lr": 0.01, "clip": 0.0, "lr_schedule": "inverse_sqrt", "warmup_steps": 30, "max_batches": 20}
+    full = _fit(_task(tiny_corpus_dir, **settings), tmp_path / "full")
+    config = LMTrain(**{**TRAIN, **settings})
+    assert [m["lr"] for m in full.history] == [step_lr(config, 20 * e) for e in (1, 2, 3)]  # the epoch's last step
+    crashing = _Recording(_task(tiny_corpus_dir, **settings), at=45)  # in epoch 3
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(crashing, tmp_path / "run")
+    resumed = _fit(_task(tiny_corpus_dir, **settings), tmp_path / "run", resume=True)
+    assert _losses(resumed) == _losses(full) and resumed.test == full.test
 
 
 def test_plateau_divides_lr_in_the_loop(tiny_corpus_dir: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from tying.cli.compare import compare
 from tying.cli.demo import demo
 from tying.cli.inspect import inspect_file
 from tying.cli.train import list_recipes, lm_app, train
+from tying.cli.translate import translate_command
 
 app = typer.Typer(
     name="tying",
@@ -41,6 +42,7 @@ app.command("list")(list_recipes)
 app.command("inspect")(inspect_file)
 app.add_typer(lm_app, name="lm")
 app.command("bench")(bench)
+app.command("translate")(translate_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -10,7 +10,8 @@ Files, under the output folder, for report ``<report>``:
 * ``<report>.md``: the tables, the plots and, per run, the command and the machine;
 * ``<report>.csv``: one row per run and epoch;
 * ``<report>-valid-<metric>.png``: the validation metric per epoch (a bar per run when no run
-  has more than one epoch), and ``<report>-test-vs-params.png``;
+  has more than one epoch; the task's ``curve`` metric, else the first reported one), and
+  ``<report>-test-vs-params.png`` (the first reported metric);
 * ``<report>-<name>.png``: the figures the runs' tasks add (:meth:`tying.training.Task.report_figures`).
 
 When a run shares layers (its record's ``layer_sharing``), the table gains a ``layer sets`` column.
@@ -71,6 +72,12 @@ def _metrics(rows: Sequence[Row]) -> list[Metric]:
             if m.report:
                 seen.setdefault(m.name, m)
     return list(seen.values())
+
+
+def _curve(rows: Sequence[Row], metrics: list[Metric]) -> Metric:
+    """The metric plotted per epoch: the first a task marks ``curve``, else the first reported."""
+    marked = [m for row in rows for m in get_task(row.first["task"]).metrics if m.curve]
+    return marked[0] if marked else metrics[0]
 
 
 def _units(rows: Sequence[Row]) -> set[str]:
@@ -201,14 +208,16 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
     if body:
         lines += ["Per seed (the table above gives mean ± sample standard deviation over them):", "", *_md_table(heads, body), ""]
     first = metrics[0].words if metrics else "metric"
-    notes = f"Test {first} is that of the epoch with the best validation {first}; gap = ours - paper."
+    # The per-epoch curve is the metric that picks the epoch (the first reported one unless a task marks another).
+    picks = _curve(rows, metrics).words if metrics else first
+    notes = f"Test {first} is that of the epoch with the best validation {picks}; gap = ours - paper."
     if any(_shortened(x) for row in rows for x in row.records):
         notes += (
             " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "
             "paper's full-schedule number is not a like-for-like comparison, so it is not given."
         )
     lines += [notes, THROUGHPUT_NOTE, ""]
-    lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in metrics[:1]]
+    lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in [_curve(rows, metrics)] if metrics]
     lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)"]
     lines += [f"![{f.alt}]({image_prefix}{f.name}.png)" for f in _task_figures(rows)]
     lines += [""]
@@ -262,7 +271,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     metrics = _metrics(rows)
     if not metrics:
         return []
-    m = metrics[0]
+    m = _curve(rows, metrics)
     records = [x for row in rows for x in row.records]
     fig = _figure()
     ax = fig.add_subplot()
@@ -285,6 +294,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     curve = Path(f"{prefix}-valid-{m.name}.png")
     fig.savefig(curve, dpi=120, metadata={"Software": None})
 
+    m = metrics[0]
     fig = _figure()
     ax = fig.add_subplot()
     for x in records:

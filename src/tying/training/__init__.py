@@ -1,7 +1,7 @@
 """The training engine and its components: the task protocol, settings, the loop, objectives of
 language models, and training-state checkpoints."""
 
-from tying.training.config import LRSchedule, Table, TrainConfig, build_optimizer, next_lr
+from tying.training.config import LRSchedule, Table, TrainConfig, build_optimizer, next_lr, step_lr
 from tying.training.losses import (
     LossConfig,
     LossFn,
@@ -24,6 +24,7 @@ __all__ = [
     "TrainConfig",
     "build_optimizer",
     "next_lr",
+    "step_lr",
     "LossFn",
     "lm_loss",
     "fused_lm_loss",

@@ -8,20 +8,24 @@ A task adds its own training settings by subclassing :class:`TrainConfig`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-__all__ = ["Table", "TrainConfig", "LRSchedule", "next_lr", "build_optimizer"]
+__all__ = ["Table", "TrainConfig", "LRSchedule", "next_lr", "step_lr", "build_optimizer"]
 
 #: ``"plateau"``: divide the learning rate by ``lr_decay`` after every epoch whose validation
 #: metric is not a new best (pytorch/examples ``word_language_model``).
 #: ``"step"``: divide it after every epoch from ``decay_start`` on (Zaremba et al. 2014: lr 1,
 #: halved after each epoch from the 4th (small model), i.e. ``lr_decay=2, decay_start=4``).
 #: ``"constant"``: never change it.
-LRSchedule = Literal["plateau", "step", "constant"]
+#: ``"inverse_sqrt"``: per optimizer step s (1-based, counted over all epochs), linear warmup to
+#: ``lr`` over ``warmup_steps`` steps, then decay with the inverse square root of the step,
+#: ``lr * min(s / w, sqrt(w / s))`` (Vaswani et al. 2017, arXiv 1706.03762; fairseq ``inverse_sqrt``).
+LRSchedule = Literal["plateau", "step", "constant", "inverse_sqrt"]
 
 
 class Table(BaseModel):
@@ -43,7 +47,7 @@ class TrainConfig(Table):
         optimizer: ``"sgd"`` (``torch.optim.SGD`` with ``momentum``) or ``"adamw"`` (with ``betas``).
         lr: initial learning rate; weight_decay: passed to the optimizer.
         clip: maximum global gradient L2 norm (``clip_grad_norm_``); 0 disables clipping.
-        lr_schedule, lr_decay, decay_start: see :data:`LRSchedule`.
+        lr_schedule, lr_decay, decay_start, warmup_steps: see :data:`LRSchedule`.
         max_batches: cap on training batches per epoch; capped epochs follow on from each other
             through the batches, wrapping round at the end. 0: no cap.
         seed: ``torch.manual_seed`` before the model is built and before training (dropout
@@ -62,6 +66,7 @@ class TrainConfig(Table):
     lr_schedule: LRSchedule = "plateau"
     lr_decay: float = Field(4.0, ge=1)
     decay_start: int = Field(4, ge=1)
+    warmup_steps: int = Field(0, ge=0)
     max_batches: int = Field(0, ge=0)
     seed: int = 1111
     parallel: Literal["ddp", "fsdp"] = "ddp"
@@ -74,14 +79,29 @@ class TrainConfig(Table):
             data = {**data, "betas": tuple(data["betas"])}
         return data
 
+    @model_validator(mode="after")
+    def _warmup(self) -> TrainConfig:
+        if self.lr_schedule == "inverse_sqrt" and self.warmup_steps < 1:
+            raise ValueError("lr_schedule='inverse_sqrt' needs warmup_steps >= 1 (the step where the peak lr is reached)")
+        return self
+
 
 def next_lr(config: TrainConfig, lr: float, *, epoch: int, improved: bool) -> float:
     """Learning rate for the epoch after ``epoch`` (1-based, just finished), given whether its
-    validation metric was a new best."""
-    if config.lr_schedule == "constant":
+    validation metric was a new best (``"inverse_sqrt"`` changes it per step: :func:`step_lr`)."""
+    if config.lr_schedule in ("constant", "inverse_sqrt"):
         return lr
     decay = not improved if config.lr_schedule == "plateau" else epoch >= config.decay_start
     return lr / config.lr_decay if decay else lr
+
+
+def step_lr(config: TrainConfig, step: int) -> float | None:
+    """Learning rate of optimizer step ``step`` (1-based, over all epochs) under a per-step
+    schedule (``"inverse_sqrt"``); None under the per-epoch schedules (:func:`next_lr`)."""
+    if config.lr_schedule != "inverse_sqrt":
+        return None
+    w = config.warmup_steps
+    return config.lr * min(step / w, math.sqrt(w / step))
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -48,6 +48,8 @@ class Metric:
         unit: printed after the value (``""``, ``"%"``, ``"nats"``).
         fmt: format spec of the value (``".2f"``).
         report: shown as a column of comparison tables (paper reference: ``paper.test_<name>``).
+        curve: the one plotted per epoch in reports and named as what picks the reported epoch
+            (default: the first reported metric; mark ``metrics[0]`` when their orders differ, as loss and BLEU).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Metric:
     fmt: str = ".2f"
     report: bool = True
     title: str = ""
+    curve: bool = False
 
     @property
     def words(self) -> str:
@@ -158,6 +161,11 @@ class Task(ABC):
         or None when the data has no such split; the model is already in eval mode under
         ``torch.no_grad``."""
 
+    def checkpoint_metadata(self, data: Any) -> dict[str, str]:
+        """String entries for the header of every model checkpoint the trainer writes, so the file
+        alone can be used later (the translation task: its model config and subword models)."""
+        return {}
+
     def train_metrics(self, loss: float) -> dict[str, float]:
         """Metrics derived from the mean training loss for the history (LM: perplexity)."""
         return {}
@@ -191,7 +199,7 @@ class Task(ABC):
 _TASKS: dict[str, type[Task]] = {}
 #: Tasks shipped with tying, imported on first use so a recipe of one task never imports another's
 #: dependencies. A new built-in task adds one line here.
-_BUILTIN = {"lm": "tying.tasks.lm", "autoencoder": "tying.tasks.autoencoder"}
+_BUILTIN = {"lm": "tying.tasks.lm", "autoencoder": "tying.tasks.autoencoder", "translation": "tying.tasks.translation"}
 
 T = TypeVar("T", bound=type[Task])
 

@@ -46,7 +46,7 @@ from torch import nn
 import tying
 import tying.distributed
 from tying.errors import CheckpointError
-from tying.training.config import build_optimizer, next_lr
+from tying.training.config import build_optimizer, next_lr, step_lr
 from tying.training.state import TrainState, read_train_state, save_train_state
 from tying.training.task import StepOutput, Task
 
@@ -156,6 +156,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]  # shared Parameters once
         self.state = TrainState(lr=self.config.lr)
         self.stop_requested = False
+        self.metadata = task.checkpoint_metadata(data)  # written into every model checkpoint
 
     def _parallel(self, runner: nn.Module) -> nn.Module:
         if self.config.parallel == "fsdp":
@@ -213,7 +214,8 @@ class Trainer:
         first = self.task.metrics[0]
         improved = self.state.best_value is None or first.better(valid[first.name], self.state.best_value)
         unit = self.task.unit
-        metrics: dict[str, Any] = {"epoch": epoch, "lr": self.state.lr, "train_loss": train_loss}
+        # The lr of the epoch's last step (the same as its first unless the schedule is per step).
+        metrics: dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss}
         metrics |= {f"train_{k}": v for k, v in self.task.train_metrics(train_loss).items()}
         metrics |= {f"valid_{k}": v for k, v in valid.items()}
         metrics |= {f"train_{unit}": count, f"{unit}_per_s": count / train_s, "train_s": train_s}
@@ -255,6 +257,10 @@ class Trainer:
                 out.loss.backward()
                 if self.config.clip > 0:
                     nn.utils.clip_grad_norm_(self.params, self.config.clip)
+                lr = step_lr(self.config, (epoch - 1) * n + k + 1)  # capped or not, epochs have n steps each
+                if lr is not None:
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
                 self.optimizer.step()
                 total += out.loss.item() * out.count
                 count += out.count
@@ -319,7 +325,7 @@ class Trainer:
     def _checkpoint(self, model_file: str, *, best: bool) -> None:
         folder, previous = self.checkpoint_dir, self.state.model_file
         self.state.model_file = model_file
-        metadata = {"epoch": str(self.state.epoch), "step": str(self.state.step)}
+        metadata = {**self.metadata, "epoch": str(self.state.epoch), "step": str(self.state.step)}
         if self.rank == 0:
             folder.mkdir(parents=True, exist_ok=True)
         if self.rank == 0 or self._sharded():  # FSDP: every rank takes part in the gather, rank 0 writes

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CorpusScores", "corpus_scores"]
+__all__ = ["CorpusScores", "corpus_scores", "signatures"]
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,10 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> CorpusScores:
     bleu, chrf = BLEU(), CHRF()
     b, c = bleu.corpus_score(hypotheses, [references]), chrf.corpus_score(hypotheses, [references])
     return CorpusScores(b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()))
+
+
+def signatures() -> dict[str, str]:
+    """sacrebleu's signatures of the scores :func:`corpus_scores` computes (one reference per
+    line, default settings), for run records: ``{"bleu": ..., "chrf": ...}``."""
+    scores = corpus_scores(["."], ["."])  # sacrebleu names the reference count only after scoring
+    return {"bleu": scores.bleu_signature, "chrf": scores.chrf_signature}

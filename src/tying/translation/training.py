@@ -22,7 +22,7 @@ from tying.translation.translate import translate
 if TYPE_CHECKING:
     from tying.models.translation import TranslationTransformer
 
-__all__ = ["METRICS", "TranslationEvaluation", "translation_loss", "evaluate"]
+__all__ = ["METRICS", "TranslationEvaluation", "translation_loss", "reference_loss", "evaluate"]
 
 #: Metric name -> (which direction is better, unit).
 METRICS = {"loss": ("lower", "nats/token"), "bleu": ("higher", "BLEU"), "chrf": ("higher", "chrF")}
@@ -52,18 +52,9 @@ class TranslationEvaluation:
 
 
 @torch.no_grad()
-def evaluate(
-    model: TranslationTransformer,
-    subwords: Subwords,
-    sources: list[str],
-    references: list[str],
-    *,
-    beam_size: int = 4,
-    length_penalty: float = 0.6,
-    max_tokens: int = 4096,
-) -> TranslationEvaluation:
-    """Negative log-likelihood per reference token (no label smoothing, eval mode) and the
-    BLEU/chrF of :func:`tying.translation.translate` output for ``sources`` against ``references``."""
+def reference_loss(model: TranslationTransformer, subwords: Subwords, sources: list[str], references: list[str], *, max_tokens: int = 4096) -> float:
+    """Negative log-likelihood per reference token of ``references`` given ``sources`` (no label
+    smoothing, eval mode; ``</s>`` counted), without decoding."""
     device = next(model.parameters()).device
     batches = token_batches(
         subwords.encode_source(sources), subwords.encode_target(references), max_tokens=max_tokens, max_length=model.config.max_positions
@@ -79,6 +70,23 @@ def evaluate(
             tokens += batch.target_tokens
     finally:
         model.train(was_training)
+    return total / max(tokens, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: TranslationTransformer,
+    subwords: Subwords,
+    sources: list[str],
+    references: list[str],
+    *,
+    beam_size: int = 4,
+    length_penalty: float = 0.6,
+    max_tokens: int = 4096,
+) -> TranslationEvaluation:
+    """:func:`reference_loss` and the BLEU/chrF of :func:`tying.translation.translate` output for
+    ``sources`` against ``references``."""
+    loss = reference_loss(model, subwords, sources, references, max_tokens=max_tokens)
     hypotheses = translate(model, subwords, sources, beam_size=beam_size, length_penalty=length_penalty, max_tokens=max_tokens)
     scores = corpus_scores(hypotheses, references)
-    return TranslationEvaluation(total / max(tokens, 1), scores.bleu, scores.chrf, scores.bleu_signature, scores.chrf_signature, hypotheses)
+    return TranslationEvaluation(loss, scores.bleu, scores.chrf, scores.bleu_signature, scores.chrf_signature, hypotheses)
