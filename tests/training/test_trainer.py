@@ -187,6 +187,19 @@ def test_lr_schedules() -> None:
     assert next_lr(LMTrain(lr_schedule="constant"), 3.0, epoch=9, improved=False) == 3.0
 
 
+def test_first_epoch_lr_then_the_schedule_from_lr(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    config = LMTrain(lr=20.0, first_epoch_lr=10.0, lr_schedule="step", lr_decay=2.0, decay_start=5)
+    lrs = [10.0]
+    for epoch in range(1, 8):
+        lrs.append(next_lr(config, lrs[-1], epoch=epoch, improved=True))
+    assert lrs == [10.0, 20.0, 20.0, 20.0, 20.0, 10.0, 5.0, 2.5]
+    assert next_lr(LMTrain(lr=20.0, first_epoch_lr=10.0, lr_schedule="step", decay_start=1, lr_decay=2.0), 10.0, epoch=1, improved=True) == 10.0
+    with pytest.raises(ValueError, match="first_epoch_lr applies to the per-epoch schedules"):
+        LMTrain(optimizer="adamw", lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=4, first_epoch_lr=1e-4)
+    result = _fit(_task(tiny_corpus_dir, epochs=2, lr=5.0, first_epoch_lr=1.0, lr_schedule="constant"), tmp_path)
+    assert [m["lr"] for m in result.history] == [1.0, 5.0]
+
+
 def test_inverse_sqrt_schedule_warms_up_then_decays() -> None:
     config = LMTrain(optimizer="adamw", lr=1e-3, lr_schedule="inverse_sqrt", warmup_steps=400)
     assert [step_lr(config, s) for s in (1, 200, 400)] == [1e-3 / 400, 1e-3 / 2, 1e-3]

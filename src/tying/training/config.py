@@ -46,6 +46,9 @@ class TrainConfig(Table):
         epochs: passes over the training data (an epoch is ``max_batches`` batches if that is set).
         optimizer: ``"sgd"`` (``torch.optim.SGD`` with ``momentum``) or ``"adamw"`` (with ``betas``).
         lr: initial learning rate; weight_decay: passed to the optimizer.
+        first_epoch_lr: the learning rate of the first epoch only; the per-epoch schedule then
+            starts from ``lr`` (a gentler first epoch, e.g. for Press & Wolf's projection models,
+            whose start oscillates at lr 20). None: ``lr`` from the start.
         clip: maximum global gradient L2 norm (``clip_grad_norm_``); 0 disables clipping.
         lr_schedule, lr_decay, decay_start, warmup_steps: see :data:`LRSchedule`.
         max_batches: cap on training batches per epoch; capped epochs follow on from each other
@@ -59,6 +62,7 @@ class TrainConfig(Table):
     epochs: int = Field(6, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(20.0, gt=0)
+    first_epoch_lr: float | None = Field(None, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
@@ -83,12 +87,16 @@ class TrainConfig(Table):
     def _warmup(self) -> TrainConfig:
         if self.lr_schedule == "inverse_sqrt" and self.warmup_steps < 1:
             raise ValueError("lr_schedule='inverse_sqrt' needs warmup_steps >= 1 (the step where the peak lr is reached)")
+        if self.lr_schedule == "inverse_sqrt" and self.first_epoch_lr is not None:
+            raise ValueError("first_epoch_lr applies to the per-epoch schedules; lr_schedule='inverse_sqrt' warms up with warmup_steps")
         return self
 
 
 def next_lr(config: TrainConfig, lr: float, *, epoch: int, improved: bool) -> float:
     """Learning rate for the epoch after ``epoch`` (1-based, just finished), given whether its
     validation metric was a new best (``"inverse_sqrt"`` changes it per step: :func:`step_lr`)."""
+    if epoch == 1 and config.first_epoch_lr is not None:
+        lr = config.lr  # the schedule proper starts after the first epoch
     if config.lr_schedule in ("constant", "inverse_sqrt"):
         return lr
     decay = not improved if config.lr_schedule == "plateau" else epoch >= config.decay_start

@@ -154,7 +154,7 @@ class Trainer:
             self.runner = self._parallel(self.runner)
         self.optimizer = optimizer or build_optimizer(self.config, model)
         self.params = [p for p in model.parameters() if p.requires_grad]  # shared Parameters once
-        self.state = TrainState(lr=self.config.lr)
+        self.state = TrainState(lr=self.config.first_epoch_lr or self.config.lr)
         self.stop_requested = False
         self.metadata = task.checkpoint_metadata(data)  # written into every model checkpoint
 
