@@ -27,7 +27,7 @@ from torch import nn
 import tying
 from tying import LayerSharing, TieError, layer_assignment, layer_sharing, share_layers
 from tying.models import TransformerConfig, TransformerLanguageModel
-from tying.sharing import STRATEGIES, summary_lines
+from tying.sharing import summary_lines
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 WORKER = Path(__file__).with_name("_sharing_worker.py")

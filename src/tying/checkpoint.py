@@ -36,9 +36,9 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from tying._io import atomic_save_file
 from tying._paths import logical_path, unwrap
 from tying._unionfind import UnionFind
-from tying.core import check_tie, declare, retie, source_keys, state_key_pairs, target_state_key
+from tying.core import check_tie, declare, retie, source_keys, state_key_pairs
 from tying.errors import CheckpointError, TieError
-from tying.spec import SPEC_FORMAT_VERSION, Tie, TieSpec, get_spec
+from tying.spec import Tie, TieSpec, get_spec
 from tying.transforms import apply_transform
 from tying.verification import require_intact
 

@@ -8,9 +8,8 @@ Parameters (``to_empty``, ``load_state_dict(assign=True)``, device dispatch, ada
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import cast
 
 import torch
