@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from tying.cli.main import app
 from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, run_recipes, train_recipe
-from tying.recipes.report import Row, columns, report_rows, update_results_doc, write_report
+from tying.recipes.report import Row, columns, markdown, report_rows, update_results_doc, write_report
 from tying.tasks.lm import DataNotFoundError, resolve_corpus
 from tying.training import Metric, Task, TrainConfig, register_task
 
@@ -187,6 +187,34 @@ def test_columns_come_from_the_tasks_metrics() -> None:
     lm, acc = report_rows(rows)
     assert lm[4:12] == ["3.00", "2.50", "-", "-", "-", "-", "-", "-"] and lm[12] == "100 tokens/s"
     assert acc[4:12] == ["-", "-", "-", "-", "91.0%", "90.5%", "92", "-1.5"] and acc[12] == "12 examples/s"
+
+
+def test_the_report_compares_gaps_and_ranking_with_the_paper(tmp_path: Path) -> None:
+    def row(name: str, tests: list[float], paper: dict[str, Any]) -> Row:
+        records = []
+        for seed, test in enumerate(tests):
+            record = _record(f"{name}-seed{seed}", test={"ppl": test, "loss": 1.0})
+            record["recipe"]["paper"] = paper
+            records.append(record)
+        return Row(name, records)
+
+    rows = [
+        row("untied", [112.0, 113.0], {"test_ppl": 114.5, "tolerance": 3}),  # mean 112.5: -2.0
+        row("tied", [108.5, 109.5], {"test_ppl": 112.4, "tolerance": 3}),  # mean 109.0: -3.4
+        row("pr", [110.0], {"test_ppl": 111.7, "tolerance": 3}),  # -1.7
+        row("plain", [50.0], {}),  # no paper value: in neither sentence
+    ]
+    text = markdown(rows, "T", "x-")
+    assert (
+        "Against the paper's test perplexity: within tolerance untied (-2.0, tolerance ±3), pr (-1.7, tolerance ±3); "
+        "outside tied (-3.4, tolerance ±3)."
+    ) in text
+    assert "Ranked by test perplexity, best first: ours tied < pr < untied; the paper's pr < tied < untied (a different order)." in text
+    rows[2] = row("pr", [109.5], {"test_ppl": 113.0})  # ours 109.5 > tied's 109.0, paper 113 > 112.4: same order; no tolerance
+    text = markdown(rows, "T", "x-")
+    assert "within tolerance untied (-2.0, tolerance ±3); outside tied (-3.4, tolerance ±3)." in text
+    assert "ours tied < pr < untied; the paper's tied < pr < untied (the same order)." in text
+    assert "Against the paper" not in markdown([rows[3]], "T", "x-") and "Ranked" not in markdown(rows[:1], "T", "x-")
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ A recipe file names its task and gives that task's tables::
     tie = true
     [train]                       # TrainConfig (or the task's subclass): epochs, lr, schedule ...
     epochs = 13
-    [paper]                       # optional reference numbers: test_<metric>, parameters, source, note
+    [paper]                       # optional reference numbers: test_<metric>, parameters, source, note,
+                                  # tolerance (a gap to test_<metric> the report counts as matching)
 
 Tables merge key by key down the ``base`` chain, except ``[paper]``: reference numbers belong to
 the file that states them and are never inherited. Every error names the file (and the
@@ -47,7 +48,7 @@ else:  # pragma: no cover
 __all__ = ["Recipe", "RecipeError", "load_recipe", "builtin_recipes", "parse_override"]
 
 _TOP = {"base", "name", "description", "task", "paper"}
-_PAPER_TEXT = {"parameters", "source", "note"}
+_PAPER_KEYS = {"parameters", "source", "note", "tolerance"}
 
 
 class RecipeError(ValueError):
@@ -203,9 +204,12 @@ def _validate(data: dict[str, Any], where: str) -> tuple[type[Task], dict[str, B
         except ValidationError as exc:
             problems += [_describe(e, name, sorted(cls.model_fields)) for e in exc.errors()]
     paper = data.get("paper", {})
-    bad = sorted(k for k in paper if k not in _PAPER_TEXT and not (k.startswith("test_") or k.startswith("valid_")))
+    bad = sorted(k for k in paper if k not in _PAPER_KEYS and not (k.startswith("test_") or k.startswith("valid_")))
     if bad:
-        problems.append(f"unknown key(s) {[f'paper.{k}' for k in bad]}; known: test_<metric>, valid_<metric>, {', '.join(sorted(_PAPER_TEXT))}")
+        problems.append(f"unknown key(s) {[f'paper.{k}' for k in bad]}; known: test_<metric>, valid_<metric>, {', '.join(sorted(_PAPER_KEYS))}")
+    tolerance = paper.get("tolerance", 1.0)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
+        problems.append(f"paper.tolerance must be a positive number (a gap to test_<metric> that counts as matching), got {tolerance!r}")
     if problems:
         raise RecipeError(f"{where}: " + "; ".join(problems))
     try:

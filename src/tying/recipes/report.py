@@ -195,6 +195,43 @@ def rich_table(rows: Sequence[Row], title: str | None = None) -> list[Table]:
     return [table, seeds]
 
 
+def _against_paper(rows: Sequence[Row], metric: Metric) -> str:
+    """How the full-schedule rows' test values (means over seeds) compare with the papers': each
+    gap against its recipe's ``paper.tolerance``, and whether the rows rank as the papers' do."""
+    ours: dict[str, float] = {}
+    refs: dict[str, float] = {}
+    tolerance: dict[str, float] = {}
+    for row in rows:
+        paper = row.first["recipe"]["paper"]
+        test = [x["test"][metric.name] for x in row.records if x["test"] and metric.name in x["test"]]
+        if f"test_{metric.name}" not in paper or not test or _shortened(row.first):
+            continue
+        ours[row.group], refs[row.group] = statistics.mean(test), paper[f"test_{metric.name}"]
+        if "tolerance" in paper:
+            tolerance[row.group] = paper["tolerance"]
+    sentences = []
+    if tolerance:
+        verdict = {True: [], False: []}  # type: dict[bool, list[str]]
+        for name, tol in tolerance.items():
+            verdict[abs(ours[name] - refs[name]) <= tol].append(f"{name} ({ours[name] - refs[name]:+.1f}, tolerance ±{tol:g})")
+        sentences.append(
+            f"Against the paper's test {metric.words}: within tolerance {', '.join(verdict[True]) or 'none'}; "
+            f"outside {', '.join(verdict[False]) or 'none'}."
+        )
+    if len(ours) > 1:
+        sign = " < " if metric.direction == "lower" else " > "
+
+        def ranked(values: dict[str, float]) -> list[str]:
+            return sorted(values, key=lambda name: values[name], reverse=metric.direction == "higher")
+
+        same = ranked(ours) == ranked(refs)
+        sentences.append(
+            f"Ranked by test {metric.words}, best first: ours {sign.join(ranked(ours))}; the paper's {sign.join(ranked(refs))} "
+            f"({'the same order' if same else 'a different order'})."
+        )
+    return " ".join(sentences)
+
+
 def _md_table(heads: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1), *("| " + " | ".join(c) + " |" for c in body)]
 
@@ -216,7 +253,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
             " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "
             "paper's full-schedule number is not a like-for-like comparison, so it is not given."
         )
-    lines += [notes, THROUGHPUT_NOTE, ""]
+    lines += [notes, *(_against_paper(rows, m) for m in metrics), THROUGHPUT_NOTE, ""]
     lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in [_curve(rows, metrics)] if metrics]
     lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)"]
     lines += [f"![{f.alt}]({image_prefix}{f.name}.png)" for f in _task_figures(rows)]
