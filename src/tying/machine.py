@@ -1,13 +1,16 @@
-"""A one-line description of the machine a result was measured on, stored with every result."""
+"""One-line descriptions of the machine and of the code a result was measured with, stored with
+every result."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 import torch
 
-__all__ = ["describe_machine"]
+__all__ = ["describe_machine", "describe_code"]
 
 
 def describe_machine() -> str:
@@ -23,3 +26,20 @@ def describe_machine() -> str:
         f"{cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); allocator: {allocator}"
     )
+
+
+def describe_code() -> str:
+    """``tying <version>``, and when it is imported from a git checkout the commit and whether the
+    package's files differ from it (``tying 0.1.0, git 1d61232 + uncommitted changes``): a rerun
+    reproduces a result only with the same code."""
+    from tying import __version__
+
+    package = Path(__file__).resolve().parent
+    text = f"tying {__version__}"
+    try:
+        git = ["git", "-C", str(package)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        changes = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):  # not a checkout, or no git
+        return text
+    return f"{text}, git {commit.stdout.strip()}" + (" + uncommitted changes" if changes.stdout.strip() else "")

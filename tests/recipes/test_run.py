@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import tying
 from tying.cli.main import app
 from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, run_recipes, train_recipe
 from tying.recipes.report import Row, columns, markdown, report_rows, update_results_doc, write_report
@@ -41,6 +42,7 @@ def test_train_recipe_lowers_validation_perplexity_and_records_everything(tiny_c
     assert record["unique_parameters"] == V * 16 + 4 * 16 * (16 + 16 + 2) + (16 * 16 + 16) + V
     assert record["test"]["ppl"] > 1 and record["valid"]["ppl"] == second and "cores" in record["machine"]
     assert record["recipe"]["schedule_epochs"] == 13 and record["tokens_per_s"] > 0
+    assert record["code"].startswith(f"tying {tying.__version__}")
 
 
 def test_tiny_lstm_and_transformer_recipes_run_end_to_end_on_builtin_data(tmp_path: Path) -> None:

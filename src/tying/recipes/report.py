@@ -265,6 +265,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
             lines.append(
                 f"- **{r['name']}**: {r['recipe']['description']}. `{r['command']}` — {_epochs(r, ' epochs')}, "
                 f"{_duration(r['wall_s'])} training+validation, finished {r['finished']} on {r['machine']}"
+                + (f"; code: {r['code']}" if "code" in r else "")
                 + (f". Paper: {', '.join(sorted(sources))}." if sources else ".")
             )
     return "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ from rich.console import Console
 
 import tying
 from tying._io import atomic_write_text
-from tying.machine import describe_machine
+from tying.machine import describe_code, describe_machine
 from tying.recipes.config import Recipe, builtin_recipes, load_recipe
 from tying.training.trainer import Interrupted, Trainer
 
@@ -104,6 +104,7 @@ def train_recipe(
     task = recipe.make_task()
     if data is None:
         data = task.load_data(data_root)
+    code = describe_code()  # before training: the code this process runs, whatever changes meanwhile
     torch.manual_seed(recipe.train.seed)  # the same initial weights for every variant of a recipe family
     model = task.build_model(data)
     counts = tying.summary(model)
@@ -124,6 +125,7 @@ def train_recipe(
         "extras": task.record_extras(model, data),
         "command": command,
         "machine": describe_machine(),
+        "code": code,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime()),
         "session_s": time.time() - started,
     }
