@@ -217,6 +217,7 @@ def test_the_report_compares_gaps_and_ranking_with_the_paper(tmp_path: Path) -> 
     assert "within tolerance untied (-2.0, tolerance ±3); outside tied (-3.4, tolerance ±3)." in text
     assert "ours tied < pr < untied; the paper's tied < pr < untied (the same order)." in text
     assert "Against the paper" not in markdown([rows[3]], "T", "x-") and "Ranked" not in markdown(rows[:1], "T", "x-")
+    assert "gap = ours - paper.\nThroughput is" in markdown([rows[3]], "T", "x-")  # no empty sentence between
 
 
 @pytest.mark.slow

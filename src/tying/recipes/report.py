@@ -253,7 +253,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
             " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "
             "paper's full-schedule number is not a like-for-like comparison, so it is not given."
         )
-    lines += [notes, *(_against_paper(rows, m) for m in metrics), THROUGHPUT_NOTE, ""]
+    lines += [notes, *filter(None, (_against_paper(rows, m) for m in metrics)), THROUGHPUT_NOTE, ""]
     lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in [_curve(rows, metrics)] if metrics]
     lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)"]
     lines += [f"![{f.alt}]({image_prefix}{f.name}.png)" for f in _task_figures(rows)]
