@@ -207,8 +207,8 @@ def _validate(data: dict[str, Any], where: str) -> tuple[type[Task], dict[str, B
     bad = sorted(k for k in paper if k not in _PAPER_KEYS and not (k.startswith("test_") or k.startswith("valid_")))
     if bad:
         problems.append(f"unknown key(s) {[f'paper.{k}' for k in bad]}; known: test_<metric>, valid_<metric>, {', '.join(sorted(_PAPER_KEYS))}")
-    tolerance = paper.get("tolerance", 1.0)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0:
+    tolerance = paper.get("tolerance")
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0):
         problems.append(f"paper.tolerance must be a positive number (a gap to test_<metric> that counts as matching), got {tolerance!r}")
     if problems:
         raise RecipeError(f"{where}: " + "; ".join(problems))

@@ -211,7 +211,7 @@ def _against_paper(rows: Sequence[Row], metric: Metric) -> str:
             tolerance[row.group] = paper["tolerance"]
     sentences = []
     if tolerance:
-        verdict = {True: [], False: []}  # type: dict[bool, list[str]]
+        verdict: dict[bool, list[str]] = {True: [], False: []}
         for name, tol in tolerance.items():
             verdict[abs(ours[name] - refs[name]) <= tol].append(f"{name} ({ours[name] - refs[name]:+.1f}, tolerance ±{tol:g})")
         sentences.append(
