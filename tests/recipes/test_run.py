@@ -88,6 +88,17 @@ def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_co
     assert "| ptb-small-tied | " in table and "(paper 2.65M) | 2 of 13 (shortened) |" in table and "| 112.4 | n/a (shortened) |" in table
 
 
+def test_seeds_expand_seed_by_seed_so_a_grid_cut_short_has_every_recipe() -> None:
+    runs = expand_seeds([load_recipe("ptb-small-untied"), load_recipe("ptb-small-tied", ["train.seed=7"])], 3)
+    assert [r.name for r in runs] == [
+        "ptb-small-untied", "ptb-small-tied",
+        "ptb-small-untied-seed1112", "ptb-small-tied-seed8",
+        "ptb-small-untied-seed1113", "ptb-small-tied-seed9",
+    ]  # fmt: skip
+    assert [r.recipe.train.seed for r in runs] == [1111, 7, 1112, 8, 1113, 9]
+    assert [r.group for r in runs] == ["ptb-small-untied", "ptb-small-tied"] * 3
+
+
 @pytest.mark.slow
 def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"

@@ -215,11 +215,12 @@ def _recipe_ref(recipe: Recipe) -> str:
 def expand_seeds(recipes: Sequence[Recipe], seeds: int = 1) -> list[Run]:
     """Each recipe under ``seeds`` seeds: its own ``train.seed`` (run named as the recipe, so a
     single-seed comparison's runs count as the first seed) and the next ``seeds - 1`` integers
-    (runs ``<name>-seed<S>``, with the override ``train.seed=S``)."""
-    runs = []
-    for recipe in recipes:
-        runs.append(Run(recipe.name, recipe.name, recipe))
-        for seed in range(recipe.train.seed + 1, recipe.train.seed + seeds):
+    (runs ``<name>-seed<S>``, with the override ``train.seed=S``). Seed by seed: every recipe's
+    first seed comes before any second seed, so a grid cut short has a row for every recipe."""
+    runs = [Run(recipe.name, recipe.name, recipe) for recipe in recipes]
+    for offset in range(1, seeds):
+        for recipe in recipes:
+            seed = recipe.train.seed + offset
             runs.append(Run(f"{recipe.name}-seed{seed}", recipe.name, recipe.with_overrides([f"train.seed={seed}"])))
     return runs
 
