@@ -263,10 +263,14 @@ def _sharing_plot(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
         shared = x.get("layer_sharing") or []
         strategy, unique = (shared[0]["strategy"] or "other", shared[0]["unique"]) if shared else ("unshared", layers)
         points.setdefault(strategy, []).append((x["unique_parameters"] / 1e6, x["test"]["ppl"], f"N={layers} M={unique}"))
+    labels: dict[str, tuple[float, float]] = {}
     for (strategy, pts), marker in zip(points.items(), "osD^vP*X"):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=strategy)
         for px, py, text in pts:
-            ax.annotate(text, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            labels[text] = max(labels.get(text, (px, py)), (px, py), key=lambda p: p[1])
+    # One label per N, M (its strategies share the unique-parameter count), above the highest point.
+    for text, point in labels.items():
+        ax.annotate(text, point, textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xlabel="unique parameters (millions)", ylabel="test perplexity (lower is better)", title="cross-layer sharing")
     ax.grid(alpha=0.3)
     ax.legend(title="strategy", fontsize=8)
