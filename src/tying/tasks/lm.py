@@ -267,7 +267,8 @@ def _sharing_plot(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
     for (strategy, pts), marker in zip(points.items(), "osD^vP*X"):
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=strategy)
         for px, py, text in pts:
-            labels[text] = max(labels.get(text, (px, py)), (px, py), key=lambda p: p[1])
+            if text not in labels or py > labels[text][1]:
+                labels[text] = (px, py)
     # One label per N, M (its strategies share the unique-parameter count), above the highest point.
     for text, point in labels.items():
         ax.annotate(text, point, textcoords="offset points", xytext=(4, 4), fontsize=7)
