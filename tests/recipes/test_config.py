@@ -130,6 +130,7 @@ def test_recipe_file_with_base_by_path(tmp_path: Path) -> None:
         ('name = "x"\ntask = "lm"\n[paper]\ntest_pll = 3\nwho = 1\n', r"unknown key\(s\) \['paper\.who'\]"),
         ('name = "x"\ntask = "lm"\n[paper]\ntest_ppl = 3\ntolerance = "3"\n', r"paper\.tolerance must be a positive number .*, got '3'"),
         ('name = "x"\ntask = "lm"\n[paper]\ntest_ppl = 3\ntolerance = 0\n', r"paper\.tolerance must be a positive number .*, got 0"),
+        ('name = "x"\ntask = "lm"\n[paper]\ntest_ppl = 3\ntested = "final"\n', r"paper\.tested must be \"best\" or \"last\" .*, got 'final'"),
         ('name = "x"\ntask = "lm"\n[model]\narch = "transformer"\n[loss]\nkind = "real"\n', r"loss\.kind='real' and loss\.projection_penalty need model\.arch='lstm'"),
         ('name = "x"\ntask = "lm"\n[model]\narch = "transformer"\ncontext_size = 8\n', r"train\.bptt=35 exceeds model\.context_size=8"),
         ('name = "x"\ntask = "lm"\n[loss]\nkind = "real"\nfused = true\n', r"fused=true computes plain cross-entropy"),

@@ -4,6 +4,7 @@ resume (after a crash, an interrupt or a kill), schedules, checkpoints and progr
 from __future__ import annotations
 
 import json
+import math
 import random
 import signal
 import subprocess
@@ -76,6 +77,31 @@ def test_two_epochs_lower_validation_perplexity(tiny_corpus_dir: Path, tmp_path:
     assert m["train_tokens"] == n // 8 * 8 - 8  # every row but the last is an input
     assert m["tokens_per_s"] > 0 and m["wall_s"] >= m["train_s"] > 0 and m["lr"] == 5.0
     assert set(m) == {"epoch", "lr", "train_loss", "train_ppl", "valid_ppl", "valid_loss", "train_tokens", "tokens_per_s", "train_s", "wall_s"}
+
+
+class _BestFirst(LMTask):
+    """The LM task whose validation calls epoch 1 the best (every later epoch scores worse)."""
+
+    def __init__(self, task: LMTask) -> None:
+        super().__init__(task.config)
+        self.validations = 0
+
+    def evaluate(self, model: Any, data: Any, split: str) -> dict[str, float] | None:
+        if split != "valid":
+            return super().evaluate(model, data, split)
+        self.validations += 1
+        return {"loss": float(self.validations), "ppl": math.exp(self.validations)}
+
+
+def test_test_scores_the_best_epochs_model_and_test_last_the_last_ones(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    last_best = _fit(_task(tiny_corpus_dir), tmp_path / "plain")  # validation improves: epoch 2 is the best
+    assert last_best.best_epoch == last_best.test_epoch == 2 and last_best.test_last == last_best.test
+    first_best = _fit(_BestFirst(_task(tiny_corpus_dir)), tmp_path / "best-first")
+    one_epoch = _fit(_task(tiny_corpus_dir, epochs=1), tmp_path / "one")
+    assert first_best.best_epoch == first_best.test_epoch == 1
+    assert first_best.test == one_epoch.test  # the model of epoch 1, reloaded from best.safetensors
+    assert first_best.test_last == last_best.test != first_best.test  # the model of epoch 2
+    assert first_best.to_dict()["test_last"] == first_best.test_last
 
 
 def test_same_seed_same_losses_other_seed_other_losses(tiny_corpus_dir: Path, tmp_path: Path) -> None:

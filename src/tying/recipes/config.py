@@ -14,7 +14,9 @@ A recipe file names its task and gives that task's tables::
     [train]                       # TrainConfig (or the task's subclass): epochs, lr, schedule ...
     epochs = 13
     [paper]                       # optional reference numbers: test_<metric>, parameters, source, note,
-                                  # tolerance (a gap to test_<metric> the report counts as matching)
+                                  # tolerance (a gap to test_<metric> the report counts as matching),
+                                  # tested: "best" (default) or "last", the epoch whose model the
+                                  # paper's test numbers score (code that tests once after training: last)
 
 Tables merge key by key down the ``base`` chain, except ``[paper]``: reference numbers belong to
 the file that states them and are never inherited. Every error names the file (and the
@@ -48,7 +50,7 @@ else:  # pragma: no cover
 __all__ = ["Recipe", "RecipeError", "load_recipe", "builtin_recipes", "parse_override"]
 
 _TOP = {"base", "name", "description", "task", "paper"}
-_PAPER_KEYS = {"parameters", "source", "note", "tolerance"}
+_PAPER_KEYS = {"parameters", "source", "note", "tolerance", "tested"}
 
 
 class RecipeError(ValueError):
@@ -210,6 +212,8 @@ def _validate(data: dict[str, Any], where: str) -> tuple[type[Task], dict[str, B
     tolerance = paper.get("tolerance")
     if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0):
         problems.append(f"paper.tolerance must be a positive number (a gap to test_<metric> that counts as matching), got {tolerance!r}")
+    if paper.get("tested", "best") not in ("best", "last"):
+        problems.append(f"paper.tested must be \"best\" or \"last\" (the epoch whose model the paper's test numbers score), got {paper['tested']!r}")
     if problems:
         raise RecipeError(f"{where}: " + "; ".join(problems))
     try:

@@ -73,6 +73,8 @@ class TrainResult:
         valid: that epoch's validation metrics; test: the test metrics of its model (None
             without test data); test_epoch: the epoch of the model tested (``best_epoch``, but
             the last under FSDP, which does not reload checkpoints).
+        test_last: the test metrics of the last epoch's model (what papers that test once after
+            training report; ``test`` itself when the last epoch is the one tested).
     """
 
     unit: str
@@ -81,6 +83,7 @@ class TrainResult:
     valid: dict[str, float] = field(default_factory=dict)
     test: dict[str, float] | None = None
     test_epoch: int | None = None
+    test_last: dict[str, float] | None = None
 
     @property
     def wall_s(self) -> float:
@@ -101,6 +104,7 @@ class TrainResult:
             "valid": self.valid,
             "test": self.test,
             "test_epoch": self.test_epoch,
+            "test_last": self.test_last,
             "wall_s": self.wall_s,
             f"{self.unit}_per_s": self.throughput,
             "history": self.history,
@@ -185,17 +189,20 @@ class Trainer:
             while self.state.epoch < self.config.epochs:
                 self._run_epoch()
         result = TrainResult(self.task.unit, list(self.state.history), self.state.best_epoch, test_epoch=self.state.epoch)
+        result.test = result.test_last = self._evaluate("test")  # the model holds the last epoch's weights
         if self.state.best_epoch is not None:
             result.valid = {k[6:]: v for k, v in self.state.history[self.state.best_epoch - 1].items() if k.startswith("valid_")}
-            if self.state.best_epoch != self.state.epoch:  # else the model holds those weights already
+            if self.state.best_epoch != self.state.epoch:
                 if self._sharded():
                     self._log(f"FSDP: the test data scores the last epoch's model, not epoch {self.state.best_epoch}'s")
                 else:
                     self._load(self.checkpoint_dir / BEST_FILE)
                     result.test_epoch = self.state.best_epoch
-        result.test = self._evaluate("test")
+                    result.test = self._evaluate("test")
         if result.test is not None:
             self._log(f"test {self._shown(result.test)} (model of epoch {result.test_epoch})")
+            if result.test_epoch != self.state.epoch and result.test_last is not None:
+                self._log(f"test {self._shown(result.test_last)} (model of the last epoch, {self.state.epoch})")
         return result
 
     def _shown(self, values: dict[str, float]) -> str:
