@@ -231,6 +231,28 @@ def test_the_report_compares_gaps_and_ranking_with_the_paper(tmp_path: Path) -> 
     assert "gap = ours - paper.\nThroughput is" in markdown([rows[3]], "T", "x-")  # no empty sentence between
 
 
+def test_a_paper_that_tests_the_last_epoch_is_compared_with_our_last_epoch() -> None:
+    paper = {"test_ppl": 100.0, "tolerance": 3, "tested": "last"}
+
+    def record(seed: int, best: float, last: float | None) -> dict[str, Any]:
+        x = _record(f"r-seed{seed}", test={"ppl": best, "loss": 1.0}, **({} if last is None else {"test_last": {"ppl": last, "loss": 1.0}}))
+        x["recipe"]["paper"], x["recipe"]["train"]["seed"] = paper, seed
+        return x
+
+    rows = [Row("r", [record(1, 98.0, 101.0), record(2, 99.0, 103.0)]), Row("plain", [_record("plain")])]
+    assert columns(rows)[4:9] == ["best valid ppl", "test ppl", "last-epoch test ppl", "paper test ppl", "gap"]
+    r, plain = report_rows(rows)
+    assert r[5:9] == ["98.50 ± 0.71", "102.00 ± 1.41", "100", "+2.0"]  # the gap of the last epoch's mean, not the best's (-1.5)
+    assert plain[5:9] == ["2.50", "-", "-", "-"]  # a record without test_last (written before tying kept it)
+    text = markdown(rows, "T", "x-")
+    assert "which is what the paper tests for r: their gap and the comparisons below use it." in text
+    assert "within tolerance r (+2.0, tolerance ±3)" in text
+    assert "| r-seed1 | 1 | 3.00 | 98.00 | 101.00 |" in text  # per seed: best valid, test, last-epoch test
+    rows[0].records[1] = record(2, 99.0, None)  # recorded before test_last existed: no gap from one seed of two
+    r, _ = report_rows(rows)
+    assert r[6] == "-" and r[8] == "-" and "Against the paper" not in markdown(rows, "T", "x-")
+
+
 @pytest.mark.slow
 def test_parallel_jobs_run_in_subprocesses_with_logs(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"

@@ -1,7 +1,8 @@
 """Side-by-side reports of finished runs, built from their ``metrics.json`` records alone, so a
 report is the same every time for the same stored records. Columns come from the runs' tasks:
 each reported metric (:class:`tying.training.Metric`) gets its best-validation and test value,
-the paper's test value and the gap; every row shows parameters, unique parameters, epochs,
+the paper's test value and the gap; where a recipe's paper tests the model after the last epoch
+(``paper.tested = "last"``), a column gives that model's test value and the gap is taken from it; every row shows parameters, unique parameters, epochs,
 throughput and wall time. Several seeds of one recipe make one row of mean ± standard deviation,
 with the per-seed values in a second table.
 
@@ -99,11 +100,34 @@ def _layer_sets(record: dict[str, Any]) -> str:
     )
 
 
+def _tested(row: Row) -> str:
+    """Which model the row's paper tests: ``"best"`` (best validation) or ``"last"`` (after the final epoch)."""
+    return str(row.first["recipe"]["paper"].get("tested", "best"))
+
+
+def _shows_last(rows: Sequence[Row]) -> bool:
+    """Whether some row's paper tests the last epoch's model: then a column gives ours."""
+    return any(_tested(row) == "last" for row in rows)
+
+
+def _values(row: Row, split: str, metric: Metric) -> list[float]:
+    """``metric`` of every seed's ``split`` (``"valid"``, ``"test"``, ``"test_last"``); empty unless
+    every seed has it (records written before tying recorded ``test_last`` lack it)."""
+    values = [(x.get(split) or {}).get(metric.name) for x in row.records]
+    return [] if None in values else [float(v) for v in values if v is not None]
+
+
+def _compared(row: Row, metric: Metric) -> list[float]:
+    """The test values set against the paper's: of the model the paper tests."""
+    return _values(row, "test_last" if _tested(row) == "last" else "test", metric)
+
+
 def columns(rows: Sequence[Row]) -> list[str]:
     """Column headings of :func:`report_rows`."""
     heads = ["run", "parameters", "unique parameters", *(["layer sets"] if _shares_layers(rows) else []), "epochs"]
     for m in _metrics(rows):
-        heads += [f"best valid {m.label}", f"test {m.label}", f"paper test {m.label}", "gap"]
+        heads += [f"best valid {m.label}", f"test {m.label}", *([f"last-epoch test {m.label}"] if _shows_last(rows) else [])]
+        heads += [f"paper test {m.label}", "gap"]
     units = _units(rows)
     return [*heads, f"{units.pop()}/s" if len(units) == 1 else "throughput", "wall time"]
 
@@ -141,16 +165,18 @@ def report_rows(rows: Sequence[Row]) -> list[list[str]]:
             cells.append(_layer_sets(r))
         cells.append(_epochs(r))
         for m in metrics:
-            valid = [x["valid"][m.name] for x in row.records if m.name in x["valid"]]
-            test = [x["test"][m.name] for x in row.records if x["test"] and m.name in x["test"]]
+            valid, test, last, compared = (_values(row, "valid", m), _values(row, "test", m), _values(row, "test_last", m), _compared(row, m))
             ref = paper.get(f"test_{m.name}")
-            if ref is None or not test:
+            if ref is None or not compared:
                 gap = "-"
             elif _shortened(r):
                 gap = "n/a (shortened)"
             else:
-                gap = f"{statistics.mean(test) - ref:+.1f}"
-            cells += [_spread(valid, m) if valid else "-", _spread(test, m) if test else "-", "-" if ref is None else f"{ref:g}", gap]
+                gap = f"{statistics.mean(compared) - ref:+.1f}"
+            cells += [_spread(valid, m) if valid else "-", _spread(test, m) if test else "-"]
+            if _shows_last(rows):
+                cells.append(_spread(last, m) if last else "-")
+            cells += ["-" if ref is None else f"{ref:g}", gap]
         speed = statistics.mean(x[f"{x['unit']}_per_s"] for x in row.records)
         cells.append(f"{speed:,.0f}" + ("" if len(units) == 1 else f" {r['unit']}/s"))
         cells.append(_duration(statistics.mean(x["wall_s"] for x in row.records)))
@@ -165,14 +191,15 @@ def _duration(seconds: float) -> str:
 def _per_seed(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     """Heading and rows of the per-seed table (empty when every recipe ran once)."""
     metrics = _metrics(rows)
-    heads = ["run", "seed", *(f"{s} {m.label}" for m in metrics for s in ("best valid", "test"))]
+    splits = {"valid": "best valid", "test": "test", **({"test_last": "last-epoch test"} if _shows_last(rows) else {})}
+    heads = ["run", "seed", *(f"{words} {m.label}" for m in metrics for words in splits.values())]
     body = []
     for row in rows:
         if len(row.records) > 1:
             for x in row.records:
                 cells = [x["name"], str(x["recipe"]["train"]["seed"])]
                 for m in metrics:
-                    cells += [m.format(x["valid"].get(m.name)), m.format((x["test"] or {}).get(m.name))]
+                    cells += [m.format((x.get(split) or {}).get(m.name)) for split in splits]
                 body.append(cells)
     return heads, body
 
@@ -203,7 +230,7 @@ def _against_paper(rows: Sequence[Row], metric: Metric) -> str:
     tolerance: dict[str, float] = {}
     for row in rows:
         paper = row.first["recipe"]["paper"]
-        test = [x["test"][metric.name] for x in row.records if x["test"] and metric.name in x["test"]]
+        test = _compared(row, metric)
         if f"test_{metric.name}" not in paper or not test or _shortened(row.first):
             continue
         ours[row.group], refs[row.group] = statistics.mean(test), paper[f"test_{metric.name}"]
@@ -248,6 +275,12 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
     # The per-epoch curve is the metric that picks the epoch (the first reported one unless a task marks another).
     picks = _curve(rows, metrics).words if metrics else first
     notes = f"Test {first} is that of the epoch with the best validation {picks}; gap = ours - paper."
+    if _shows_last(rows):
+        last = [row.group for row in rows if _tested(row) == "last"]
+        notes += (
+            f" Last-epoch test {first} is that of the model after the final epoch, which is what the paper tests for "
+            f"{', '.join(last)}: their gap and the comparisons below use it."
+        )
     if any(_shortened(x) for row in rows for x in row.records):
         notes += (
             " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "
