@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import tying
 from tying.cli.main import app
 from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, run_recipes, train_recipe
-from tying.recipes.report import Row, columns, markdown, report_rows, update_results_doc, write_report
+from tying.recipes.report import Row, columns, markdown, report_rows, unfinished, update_results_doc, write_report
 from tying.tasks.lm import DataNotFoundError, resolve_corpus
 from tying.training import Metric, Task, TrainConfig, register_task
 
@@ -158,6 +158,21 @@ def test_report_needs_finished_runs_and_unknown_corpora_are_clear(tmp_path: Path
     with pytest.raises(DataNotFoundError, match=r"corpus 'ptb' not found at '.*nowhere/ptb'; pass --data-root"):
         resolve_corpus("ptb", tmp_path / "nowhere")
     assert resolve_corpus("builtin") is None
+
+
+def test_a_partial_report_names_the_runs_not_finished(tmp_path: Path) -> None:
+    runs = expand_seeds([load_recipe("ptb-small-untied"), load_recipe("ptb-small-tied")], seeds=2)
+    for run in runs[:3]:  # seed 1 of both, seed 2 of untied: ptb-small-tied-seed1112 is still training
+        (tmp_path / run.name).mkdir()
+        (tmp_path / run.name / "metrics.json").write_text(json.dumps(_record(run.name)))
+    rows, _ = write_report(runs, tmp_path, "T", report="r")
+    assert unfinished(runs, rows) == ["ptb-small-tied-seed1112"]
+    partial = "Partial: 1 run(s) not finished yet and not in the tables: ptb-small-tied-seed1112."
+    assert partial in (tmp_path / "r.md").read_text()
+    doc = tmp_path / "R.md"
+    update_results_doc(doc, "k", rows, tmp_path, "T", "r", unfinished(runs, rows))
+    assert f"### T\n\n{partial}\n\n| run |" in doc.read_text()
+    assert "Partial" not in markdown(rows, "T", "r-")
 
 
 def _record(name: str, task: str = "lm", **extra: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def compare(
     Each run not yet finished in --out is trained (interrupted ones resume); then the report
     (NAME.md, NAME.csv, plots) is written there, and optionally as section NAME of --doc."""
     from tying.recipes import expand_seeds, load_recipe, run_recipes
-    from tying.recipes.report import THROUGHPUT_NOTE, rich_table, update_results_doc, write_report
+    from tying.recipes.report import THROUGHPUT_NOTE, rich_table, unfinished, update_results_doc, write_report
 
     console = Console()
     with expected_errors(f"run the same command to resume: {invoked_command(ctx)}"):
@@ -50,13 +50,12 @@ def compare(
         heading = title or ", ".join(r.name for r in recipes)
         report = name or out.name
         rows, written = write_report(runs, out, heading, report)
+        missing = unfinished(runs, rows)
         if doc is not None:
-            update_results_doc(doc, report, rows, out, heading, report)
+            update_results_doc(doc, report, rows, out, heading, report, missing)
     for table in rich_table(rows, title=heading):
         print_table(console, table)
     console.print(THROUGHPUT_NOTE, highlight=False)
-    finished = {x["name"] for row in rows for x in row.records}
-    missing = [r.name for r in runs if r.name not in finished]
     if missing:
         console.print(f"not finished yet (left out of the report): {', '.join(missing)}", highlight=False)
     console.print(f"wrote {', '.join(map(str, written))}", highlight=False)

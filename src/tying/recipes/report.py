@@ -41,7 +41,7 @@ from tying._io import atomic_write_text
 from tying.recipes.run import Run, read_metrics
 from tying.training.task import Metric, ReportFigure, get_task
 
-__all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
+__all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "unfinished", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
 
 THROUGHPUT_NOTE = (
     "Throughput is one run's training speed on the machine its run names, which may have been shared with other "
@@ -263,11 +263,15 @@ def _md_table(heads: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1), *("| " + " | ".join(c) + " |" for c in body)]
 
 
-def markdown(rows: Sequence[Row], title: str, image_prefix: str) -> str:
+def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequence[str] = ()) -> str:
     """The report as markdown; ``image_prefix``: the path from the markdown file to the plots,
-    ending in ``<report>-``."""
+    ending in ``<report>-``; ``missing``: the runs of the comparison not finished yet (named
+    under the title, so a partial report says it is one)."""
     metrics = _metrics(rows)
-    lines = [f"### {title}", "", *_md_table(columns(rows), report_rows(rows)), ""]
+    lines = [f"### {title}", ""]
+    if missing:
+        lines += [f"Partial: {len(missing)} run(s) not finished yet and not in the tables: {', '.join(missing)}.", ""]
+    lines += [*_md_table(columns(rows), report_rows(rows)), ""]
     heads, body = _per_seed(rows)
     if body:
         lines += ["Per seed (the table above gives mean ± sample standard deviation over them):", "", *_md_table(heads, body), ""]
@@ -385,6 +389,12 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     return written
 
 
+def unfinished(runs: Sequence[Run], rows: Sequence[Row]) -> list[str]:
+    """The names of the runs among ``runs`` that have no record in ``rows``."""
+    finished = {x["name"] for row in rows for x in row.records}
+    return [run.name for run in runs if run.name not in finished]
+
+
 def collect(runs: Sequence[Run], out: str | os.PathLike[str]) -> list[Row]:
     """The finished runs among ``runs`` (in their order), grouped into rows by recipe."""
     rows: dict[str, Row] = {}
@@ -404,20 +414,27 @@ def write_report(runs: Sequence[Run], out: str | os.PathLike[str], title: str, r
         raise FileNotFoundError(f"no finished run in {str(out)!r} (no <run>/metrics.json); train them first")
     written = _plots(rows, out / report, title)
     written.insert(0, atomic_write_text(out / f"{report}.csv", _csv(rows)))
-    written.insert(0, atomic_write_text(out / f"{report}.md", markdown(rows, title, f"{report}-")))
+    written.insert(0, atomic_write_text(out / f"{report}.md", markdown(rows, title, f"{report}-", unfinished(runs, rows))))
     return rows, written
 
 
 def update_results_doc(
-    doc: str | os.PathLike[str], key: str, rows: Sequence[Row], out: str | os.PathLike[str], title: str, report: str = "summary"
+    doc: str | os.PathLike[str],
+    key: str,
+    rows: Sequence[Row],
+    out: str | os.PathLike[str],
+    title: str,
+    report: str = "summary",
+    missing: Sequence[str] = (),
 ) -> Path:
     """Replace (or append) the section ``key`` of markdown file ``doc`` with the report whose
-    plots :func:`write_report` wrote into ``out`` as ``report``, linked relative to ``doc``. The
-    section sits between ``<!-- tying compare: KEY -->`` and ``<!-- end tying compare: KEY -->``."""
+    plots :func:`write_report` wrote into ``out`` as ``report``, linked relative to ``doc``
+    (``missing`` as for :func:`markdown`). The section sits between ``<!-- tying compare: KEY -->``
+    and ``<!-- end tying compare: KEY -->``."""
     doc = Path(doc)
     begin, end = f"<!-- tying compare: {key} -->", f"<!-- end tying compare: {key} -->"
     prefix = Path(os.path.relpath(Path(out).resolve(), doc.resolve().parent)).as_posix() + f"/{report}-"
-    block = f"{begin}\n{markdown(rows, title, prefix)}{end}"
+    block = f"{begin}\n{markdown(rows, title, prefix, missing)}{end}"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Results\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
