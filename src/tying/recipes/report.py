@@ -27,6 +27,7 @@ import csv
 import io
 import os
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from rich.table import Table
 
@@ -346,6 +348,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     metrics = _metrics(rows)
     if not metrics:
         return []
+    title = textwrap.fill(title, 64)  # a 6.4-inch figure's title line holds about 64 characters
     m = _curve(rows, metrics)
     records = [x for row in rows for x in row.records]
     fig = _figure()
@@ -372,11 +375,34 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     m = metrics[0]
     fig = _figure()
     ax = fig.add_subplot()
-    for x in records:
-        if x["test"] and m.name in x["test"]:
-            ax.scatter(x["unique_parameters"] / 1e6, x["test"][m.name])
-            ax.annotate(x["name"], (x["unique_parameters"] / 1e6, x["test"][m.name]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    papers, shown = False, []
+    # Rows adjacent in unique parameters alternate their labels above and below their points.
+    by_size = sorted(rows, key=lambda row: row.first["unique_parameters"])
+    for row in rows:
+        values = _compared(row, m) or _values(row, "test", m)  # the model the gap uses, else the best epoch's
+        if not values:
+            continue
+        size = row.first["unique_parameters"] / 1e6
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        line = ax.errorbar(size, statistics.mean(values), yerr=sd, fmt="o", capsize=3)
+        ref = row.first["recipe"]["paper"].get(f"test_{m.name}")
+        if ref is not None and not _shortened(row.first):
+            ax.scatter(size, ref, marker="x", color=line[0].get_color())
+            papers = True
+            shown.append(ref)
+        above = by_size.index(row) % 2 == 0
+        ax.annotate(row.label, (size, statistics.mean(values)), textcoords="offset points", xytext=(5, 5 if above else -11), fontsize=8)
+        shown += values
     ax.set(xlabel="unique parameters (millions)", ylabel=f"test {m.words}", title=title)
+    if shown and min(shown) > 0 and max(shown) > 3 * min(shown):  # an outlier would flatten the rest on a linear axis
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_PLAIN)
+        ax.yaxis.set_minor_formatter(_PLAIN)
+    if papers:
+        ax.legend(
+            handles=[Line2D([], [], marker="o", ls="", color="gray", label="ours (mean ± sd over seeds)"), Line2D([], [], marker="x", ls="", color="gray", label="paper")],
+            fontsize=8,
+        )
     ax.grid(alpha=0.3)
     scatter = Path(f"{prefix}-test-vs-params.png")
     fig.savefig(scatter, dpi=120, metadata={"Software": None})
