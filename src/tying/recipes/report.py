@@ -376,33 +376,29 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     fig = _figure()
     ax = fig.add_subplot()
     papers, shown = False, []
-    # Rows adjacent in unique parameters alternate their labels above and below their points.
-    by_size = sorted(rows, key=lambda row: row.first["unique_parameters"])
     for row in rows:
         values = _compared(row, m) or _values(row, "test", m)  # the model the gap uses, else the best epoch's
         if not values:
             continue
         size = row.first["unique_parameters"] / 1e6
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        line = ax.errorbar(size, statistics.mean(values), yerr=sd, fmt="o", capsize=3)
+        line = ax.errorbar(size, statistics.mean(values), yerr=sd, fmt="o", capsize=3, label=row.label)
         ref = row.first["recipe"]["paper"].get(f"test_{m.name}")
         if ref is not None and not _shortened(row.first):
             ax.scatter(size, ref, marker="x", color=line[0].get_color())
             papers = True
             shown.append(ref)
-        above = by_size.index(row) % 2 == 0
-        ax.annotate(row.label, (size, statistics.mean(values)), textcoords="offset points", xytext=(5, 5 if above else -11), fontsize=8)
         shown += values
     ax.set(xlabel="unique parameters (millions)", ylabel=f"test {m.words}", title=title)
     if shown and min(shown) > 0 and max(shown) > 3 * min(shown):  # an outlier would flatten the rest on a linear axis
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(_PLAIN)
         ax.yaxis.set_minor_formatter(_PLAIN)
+    # A legend, not labels at the points: rows of nearly equal size and value would overlap.
+    handles, _ = ax.get_legend_handles_labels()
     if papers:
-        ax.legend(
-            handles=[Line2D([], [], marker="o", ls="", color="gray", label="ours (mean ± sd over seeds)"), Line2D([], [], marker="x", ls="", color="gray", label="paper")],
-            fontsize=8,
-        )
+        handles.append(Line2D([], [], marker="x", ls="", color="gray", label="paper (same colour)"))
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="mean ± sd over seeds" if any(len(r.records) > 1 for r in rows) else None, title_fontsize=8)
     ax.grid(alpha=0.3)
     scatter = Path(f"{prefix}-test-vs-params.png")
     fig.savefig(scatter, dpi=120, metadata={"Software": None})
