@@ -166,11 +166,11 @@ def test_a_partial_report_names_the_runs_not_finished(tmp_path: Path) -> None:
         (tmp_path / run.name).mkdir()
         (tmp_path / run.name / "metrics.json").write_text(json.dumps(_record(run.name)))
     rows, _ = write_report(runs, tmp_path, "T", report="r")
-    assert unfinished(runs, rows) == ["ptb-small-tied-seed1112"]
+    assert unfinished(runs, tmp_path) == ["ptb-small-tied-seed1112"]
     partial = "Partial: 1 run(s) not finished yet and not in the tables: ptb-small-tied-seed1112."
     assert partial in (tmp_path / "r.md").read_text()
     doc = tmp_path / "R.md"
-    update_results_doc(doc, "k", rows, tmp_path, "T", "r", unfinished(runs, rows))
+    update_results_doc(doc, "k", rows, tmp_path, "T", "r", unfinished(runs, tmp_path))
     assert f"### T\n\n{partial}\n\n| run |" in doc.read_text()
     assert "Partial" not in markdown(rows, "T", "r-")
 
@@ -272,11 +272,14 @@ def test_a_paper_that_tests_the_last_epoch_is_compared_with_our_last_epoch() -> 
 def test_parallel_jobs_run_in_subprocesses_with_logs(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     sets = [f"--set={s}" for s in [f"data.corpus={tiny_corpus_dir.as_posix()!r}", "train.epochs=1", *TINY]]
-    result = runner.invoke(app, ["compare", "ptb-small-untied", "ptb-small-tied", *sets, "--out", str(out), "--jobs", "2"])
+    result = runner.invoke(app, ["compare", "ptb-small-untied", "ptb-small-tied", *sets, "--seeds", "2", "--out", str(out), "--jobs", "2"])
     assert result.exit_code == 0, result.output
-    for name in ("ptb-small-untied", "ptb-small-tied"):
+    for name in ("ptb-small-untied", "ptb-small-tied", "ptb-small-untied-seed1112", "ptb-small-tied-seed1112"):
         record = read_metrics(out / name)
-        assert record["command"].startswith(f"tying train --config {name} ") and "--threads 1" in record["command"]
+        recipe = name.removesuffix("-seed1112")
+        assert record["name"] == name  # a second seed's record carries its run's name, as with --jobs 1
+        assert record["command"].startswith(f"tying train --config {recipe} ") and "--threads 1" in record["command"]
+        assert ("--name" in record["command"]) == (name != recipe)
         log = (out / name / "train.log").read_text()
         assert f"{name}: " in log and re.search(r"epoch 1: batch (\d+)/\1 \| loss", log)  # progress lines in the log file
     listing = runner.invoke(app, ["lm", "list"], env={"COLUMNS": "200"})

@@ -50,7 +50,7 @@ def compare(
         heading = title or ", ".join(r.name for r in recipes)
         report = name or out.name
         rows, written = write_report(runs, out, heading, report)
-        missing = unfinished(runs, rows)
+        missing = unfinished(runs, out)
         if doc is not None:
             update_results_doc(doc, report, rows, out, heading, report, missing)
     for table in rich_table(rows, title=heading):

@@ -23,6 +23,9 @@ def train(
         list[str] | None, typer.Argument(help="Settings to override, KEY=VALUE (e.g. train.epochs=2 model.tie=true).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, metrics.json). Default: runs/<task>/<name>.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The run's name in its record and reports (default: the recipe's; `tying compare --seeds` names each seed's run).")
+    ] = None,
     data_root: Annotated[
         Path | None, typer.Option(help="Folder holding the recipe's data folder (default $TYING_DATA_ROOT or ../shared/data).")
     ] = None,
@@ -46,8 +49,8 @@ def train(
     with expected_errors(f"resume with: {command}"):
         recipe = load_recipe(config, overrides or [])
         record = train_recipe(
-            recipe, out or Path("runs") / recipe.task / recipe.name, data_root=data_root, resume=resume, command=command, console=console,
-            progress_every=progress_every,
+            recipe, out or Path("runs") / recipe.task / (name or recipe.name), data_root=data_root, resume=resume, command=command,
+            console=console, name=name, progress_every=progress_every,
         )
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         for table in rich_table([Row(record["name"], [record])]):

@@ -411,10 +411,9 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     return written
 
 
-def unfinished(runs: Sequence[Run], rows: Sequence[Row]) -> list[str]:
-    """The names of the runs among ``runs`` that have no record in ``rows``."""
-    finished = {x["name"] for row in rows for x in row.records}
-    return [run.name for run in runs if run.name not in finished]
+def unfinished(runs: Sequence[Run], out: str | os.PathLike[str]) -> list[str]:
+    """The names of the runs among ``runs`` with no finished record in ``out/<run name>``."""
+    return [run.name for run in runs if read_metrics(Path(out) / run.name) is None]
 
 
 def collect(runs: Sequence[Run], out: str | os.PathLike[str]) -> list[Row]:
@@ -436,7 +435,7 @@ def write_report(runs: Sequence[Run], out: str | os.PathLike[str], title: str, r
         raise FileNotFoundError(f"no finished run in {str(out)!r} (no <run>/metrics.json); train them first")
     written = _plots(rows, out / report, title)
     written.insert(0, atomic_write_text(out / f"{report}.csv", _csv(rows)))
-    written.insert(0, atomic_write_text(out / f"{report}.md", markdown(rows, title, f"{report}-", unfinished(runs, rows))))
+    written.insert(0, atomic_write_text(out / f"{report}.md", markdown(rows, title, f"{report}-", unfinished(runs, out))))
     return rows, written
 
 

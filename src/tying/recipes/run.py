@@ -200,6 +200,8 @@ def train_command(run: Run, out: Path, data_root: str | os.PathLike[str] | None 
     """The ``tying train`` words that run ``run`` into ``out`` (how a run is launched in a
     subprocess, and the command its record shows)."""
     words = ["tying", "train", "--config", _recipe_ref(run.recipe), "--out", str(out)]
+    if run.name != run.recipe.name:  # another seed's run: its record carries the run's name
+        words += ["--name", run.name]
     if data_root is not None:
         words += ["--data-root", str(data_root)]
     return words + list(run.recipe.overrides)
