@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tying.cli.main import app
 from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, run_recipes, train_recipe
 from tying.recipes.report import Row, columns, markdown, report_rows, unfinished, update_results_doc, write_report
 from tying.tasks.lm import DataNotFoundError, resolve_corpus
-from tying.training import Metric, Task, TrainConfig, register_task
+from tying.training import Interrupted, Metric, Task, TrainConfig, register_task
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,6 +267,17 @@ def test_a_paper_that_tests_the_last_epoch_is_compared_with_our_last_epoch() -> 
     rows[0].records[1] = record(2, 99.0, None)  # recorded before test_last existed: no gap from one seed of two
     r, _ = report_rows(rows)
     assert r[6] == "-" and r[8] == "-" and "Against the paper" not in markdown(rows, "T", "x-")
+
+
+def test_a_run_interrupted_on_its_own_stops_new_launches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exits_130 = tmp_path / "python"  # stands in for the interpreter: every run "saves a point and exits 130"
+    exits_130.write_text("#!/bin/sh\nexit 130\n")
+    exits_130.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(exits_130))
+    runs = expand_seeds([load_recipe("ptb-small-tied")], seeds=3)
+    with pytest.raises(Interrupted, match=r"\['ptb-small-tied', 'ptb-small-tied-seed1112'\] interrupted and saved resumable points"):
+        run_recipes(runs, tmp_path / "out", jobs=2)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ptb-small-tied", "ptb-small-tied-seed1112"]  # the third never started
 
 
 @pytest.mark.slow

@@ -263,9 +263,13 @@ def run_recipes(
         train_recipe(run.recipe, out / run.name, data=loaded[key], command=command, console=console, name=run.name)
 
 
+#: The exit status of a ``tying train`` that was interrupted and saved a resumable point (128 + SIGINT).
+_INTERRUPTED_EXIT = 130
+
+
 def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os.PathLike[str] | None, console: Console | None) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    queue, failed = list(runs), []
+    queue, failed, interrupted = list(runs), [], list[str]()
     running: list[tuple[Run, subprocess.Popen[bytes], Any]] = []
 
     def say(message: str) -> None:
@@ -273,8 +277,9 @@ def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os
             console.print(message, highlight=False)
 
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
+        # A run interrupted on its own (SIGINT sent to it, not to this process) stops new launches too.
+        while running or (queue and not interrupted):
+            while queue and len(running) < jobs and not interrupted:
                 run = queue.pop(0)
                 folder = out / run.name
                 folder.mkdir(parents=True, exist_ok=True)
@@ -290,14 +295,22 @@ def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os
             for run, proc, log in finished:
                 running.remove((run, proc, log))
                 log.close()
-                if proc.returncode != 0:
+                if proc.returncode == _INTERRUPTED_EXIT:
+                    interrupted.append(run.name)
+                    say(f"{run.name} interrupted (saved a resumable point); no new run starts")
+                elif proc.returncode != 0:
                     failed.append(run.name)
-                say(f"{run.name} {'finished' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}")
+                    say(f"{run.name} FAILED (exit {proc.returncode})")
+                else:
+                    say(f"{run.name} finished")
     except KeyboardInterrupt:
         # The runs got the same SIGINT (one process group): each saves a resumable point.
         for _, proc, log in running:
             proc.wait()
             log.close()
         raise Interrupted(f"interrupted; {len(running)} running run(s) saved resumable points in {str(out)!r}") from None
+    if interrupted:
+        also = f"; run(s) {failed} failed (see train.log in their folders)" if failed else ""
+        raise Interrupted(f"run(s) {interrupted} interrupted and saved resumable points in {str(out)!r}{also}")
     if failed:
         raise RunFailedError(f"run(s) {failed} failed; see train.log in their folders under {str(out)!r}")
