@@ -39,7 +39,7 @@ def expected_errors(resume_hint: str) -> Iterator[None]:
         yield
     except Interrupted as exc:
         Console(stderr=True).print(f"{escape(str(exc))}; {escape(resume_hint)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(Interrupted.exit_status) from None
     except expected as exc:
         raise fail(str(exc)) from None
 

@@ -263,10 +263,6 @@ def run_recipes(
         train_recipe(run.recipe, out / run.name, data=loaded[key], command=command, console=console, name=run.name)
 
 
-#: The exit status of a ``tying train`` that was interrupted and saved a resumable point (128 + SIGINT).
-_INTERRUPTED_EXIT = 130
-
-
 def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os.PathLike[str] | None, console: Console | None) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     queue, failed, interrupted = list(runs), [], list[str]()
@@ -295,7 +291,7 @@ def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os
             for run, proc, log in finished:
                 running.remove((run, proc, log))
                 log.close()
-                if proc.returncode == _INTERRUPTED_EXIT:
+                if proc.returncode == Interrupted.exit_status:
                     interrupted.append(run.name)
                     say(f"{run.name} interrupted (saved a resumable point); no new run starts")
                 elif proc.returncode != 0:

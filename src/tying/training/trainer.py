@@ -59,6 +59,9 @@ BEST_FILE = "best.safetensors"
 class Interrupted(Exception):
     """Training stopped by SIGINT (Ctrl-C) after saving a resumable point; the message says where."""
 
+    #: How a command stopped this way exits (128 + SIGINT), and how `tying compare` recognises such a run.
+    exit_status = 130
+
 
 @dataclass
 class TrainResult:
