@@ -59,6 +59,17 @@ def test_tiny_lstm_and_transformer_recipes_run_end_to_end_on_builtin_data(tmp_pa
         assert row.first["history"][0]["train_tokens"] == 3 * 8 * (20 if row.group == "demo-tied" else 4)
 
 
+def test_training_a_finished_run_again_rescores_it_without_training(tmp_path: Path) -> None:
+    recipe = load_recipe("demo-tied", ["data.corpus=builtin", "train.epochs=1", "train.max_batches=3", "train.bptt=8",
+                                       "model.embedding_size=16", "model.hidden_size=16", "model.num_layers=1"])
+    first = train_recipe(recipe, tmp_path, name="run-a")
+    files = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.safetensors")}
+    again = train_recipe(recipe, tmp_path, name="run-b")
+    assert again["history"] == first["history"] and again["test"] == first["test"] and again["name"] == "run-b"
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.safetensors")} == files  # nothing trained or saved
+    assert read_metrics(tmp_path) == json.loads(json.dumps(again))
+
+
 @pytest.mark.slow
 def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     out, doc = tmp_path / "cmp", tmp_path / "docs" / "RESULTS.md"
