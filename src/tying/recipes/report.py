@@ -3,8 +3,9 @@ report is the same every time for the same stored records. Columns come from the
 each reported metric (:class:`tying.training.Metric`) gets its best-validation and test value,
 the paper's test value and the gap; where a recipe's paper tests the model after the last epoch
 (``paper.tested = "last"``), a column gives that model's test value and the gap is taken from it;
-every row shows parameters, unique parameters, epochs, throughput and wall time. Several seeds of one recipe make one row of mean ± standard deviation,
-with the per-seed values in a second table.
+every row shows parameters, unique parameters, epochs, throughput and wall time. Several seeds
+of one recipe make one row of mean ± standard deviation, with the per-seed values in a second
+table.
 
 Files, under the output folder, for report ``<report>``:
 

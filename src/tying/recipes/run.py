@@ -265,7 +265,8 @@ def run_recipes(
 
 def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os.PathLike[str] | None, console: Console | None) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    queue, failed, interrupted = list(runs), [], list[str]()
+    queue, failed = list(runs), []
+    interrupted: list[str] = []
     running: list[tuple[Run, subprocess.Popen[bytes], Any]] = []
 
     def say(message: str) -> None:
