@@ -13,10 +13,12 @@ recipe's task, SGD at the recipe's first-epoch learning rate, global norm clippi
 recipe: the eigenvalue range of ``WᵀW`` at initialisation, the share of steps whose gradient norm
 was clipped, the mean gradient norm that reached the LSTM weights after clipping (first and
 second half of the batches), and the training perplexity of the last 100 batches. Every recipe
-starts from the same seed.
+starts from the same seed (the recipes', or each of ``--seeds``).
 
     TYING_DATA_ROOT=../shared/data python examples/projection_stall.py            # 600 batches
     python examples/projection_stall.py --data-root ../shared/data --batches 200
+    python examples/projection_stall.py --recipes ptb-small-tied-pr --seeds 1111 1112 \
+        --set model.uniform_output_biases=true                                   # a recipe override
 
 Its output is the measurement table of the ablation in ``docs/RESULTS.md``.
 """
@@ -82,16 +84,23 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=600)
     ap.add_argument("--recipes", nargs="+", default=RECIPES)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every recipe (repeatable)")
+    ap.add_argument("--seeds", nargs="+", type=int, help="train each recipe under each of these seeds (default: the recipe's seed)")
     args = ap.parse_args()
     print(f"machine: {describe_machine()}; code: {describe_code()}")
-    print(f"first {args.batches} training batches of each recipe, seed of the recipe, SGD as the trainer runs it")
-    head = f"{'recipe':<26} | {'eig(WᵀW) at init':>16} | {'lr':>4} | {'clipped':>7} | {'LSTM grad, 1st half':>19} | {'2nd half':>8} | {'train ppl, last 100':>19}"
+    seeds = "seed of the recipe" if args.seeds is None else f"seeds {', '.join(map(str, args.seeds))}"
+    print(f"first {args.batches} training batches of each recipe, {seeds}, SGD as the trainer runs it")
+    if args.set:
+        print(f"recipe overrides: {' '.join(args.set)}")
+    head = f"{'recipe':<32} | {'eig(WᵀW) at init':>16} | {'lr':>4} | {'clipped':>7} | {'LSTM grad, 1st half':>19} | {'2nd half':>8} | {'train ppl, last 100':>19}"
     print(head)
     print("-" * len(head))
-    for name in args.recipes:
-        m = measure(name, args.data_root, args.batches, args.set)
+    runs = [(name, [], name) for name in args.recipes] if args.seeds is None else [
+        (name, [f"train.seed={seed}"], f"{name} (seed {seed})") for name in args.recipes for seed in args.seeds
+    ]
+    for name, seed_override, label in runs:
+        m = measure(name, args.data_root, args.batches, [*args.set, *seed_override])
         print(
-            f"{name:<26} | {m['eig_min']:>7.1f} - {m['eig_max']:<6.1f} | {m['lr']:>4g} | {m['clipped']:>7.0%} | "
+            f"{label:<32} | {m['eig_min']:>7.1f} - {m['eig_max']:<6.1f} | {m['lr']:>4g} | {m['clipped']:>7.0%} | "
             f"{m['lstm_first']:>19.4f} | {m['lstm_second']:>8.4f} | {m['ppl_last100']:>19,.0f}",
             flush=True,
         )

@@ -3,6 +3,7 @@ options, init and checkpoints."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,20 @@ def test_init_is_uniform_and_biases_zero() -> None:
             assert p.abs().max() <= 0.1 and p.abs().max() > 0.09, name
         else:
             assert not p.any(), name
+
+
+def test_uniform_output_biases_draw_b_and_c_after_the_same_weights() -> None:
+    cfg = LSTMConfig(500, 32, 32, tie=True, projection=True, init_range=0.1)
+    torch.manual_seed(0)
+    zero = LSTMLanguageModel(cfg)
+    torch.manual_seed(0)
+    tf_like = LSTMLanguageModel(replace(cfg, uniform_output_biases=True))
+    assert tf_like.projection is not None and zero.projection is not None
+    for b in (tf_like.decoder.bias, tf_like.projection.bias):
+        assert b.abs().max() <= 0.1 and b.abs().max() > 0.09
+    others = {k: v for k, v in tf_like.state_dict().items() if k not in ("decoder.bias", "projection.bias")}
+    for name, value in others.items():  # the weights and the LSTM biases (zero) as without the option
+        assert torch.equal(value, zero.state_dict()[name]), name
 
 
 def test_tied_checkpoint_round_trip_stores_the_matrix_once(tmp_path: Path) -> None:

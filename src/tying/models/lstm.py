@@ -73,6 +73,10 @@ class LSTMConfig:
         tie: share the output embedding with the input embedding (needs the output layer's input
             width, :attr:`output_features`, to equal ``embedding_size``).
         init_range: weights start uniform in ``[-init_range, init_range]``, biases at zero.
+        uniform_output_biases: the output bias :math:`b` and the projection bias :math:`c` start
+            uniform in ``[-init_range, init_range]`` too: how Zaremba et al.'s and Press & Wolf's
+            TensorFlow code initialises them (variables created without an initializer take the
+            scope's uniform one; its LSTM biases start at zero, as here).
         projection: a learned linear map (with bias) from the last LSTM output to ``embedding_size``
             before the output layer.
         projection_bias: whether the projection has its bias :math:`c`. Press & Wolf's model has
@@ -93,6 +97,7 @@ class LSTMConfig:
     dropout: float = 0.2
     tie: bool = False
     init_range: float = 0.1
+    uniform_output_biases: bool = False
     projection: bool = False
     projection_bias: bool = True
     last_layer_size: int | None = None
@@ -148,13 +153,19 @@ class LSTMLanguageModel(nn.Module):
 
     def reset_parameters(self) -> None:
         """Weights uniform in ``[-init_range, init_range]`` (Zaremba et al., pytorch examples),
-        biases zero; a tied weight is drawn once, as the one tensor it is."""
+        biases zero (but see ``uniform_output_biases``); a tied weight is drawn once, as the one
+        tensor it is."""
         r = self.config.init_range
         for p in self.parameters():  # each shared Parameter once
             if p.dim() > 1:  # embedding, LSTM, projection and decoder matrices
                 nn.init.uniform_(p, -r, r)
             else:
                 nn.init.zeros_(p)
+        if self.config.uniform_output_biases:  # drawn after the weights: the default draws are unchanged
+            biases = [self.decoder.bias, None if self.projection is None else self.projection.bias]
+            for b in biases:
+                if b is not None:
+                    nn.init.uniform_(b, -r, r)
 
     def init_state(self, batch_size: int) -> LSTMState:
         """Zero ``(h, c)`` per layer for a batch, on the model's device and dtype."""

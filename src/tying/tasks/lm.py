@@ -87,6 +87,7 @@ class LSTMModel(Table):
     dropout: float = Field(0.2, ge=0, lt=1)
     tie: bool = False
     init_range: float = Field(0.1, gt=0)
+    uniform_output_biases: bool = False
     projection: bool = False
     projection_bias: bool = True
     last_layer_size: int | None = Field(None, ge=1)
