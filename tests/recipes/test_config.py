@@ -3,16 +3,17 @@ clear errors for bad values (file, key, value and what is allowed)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tying.models import LSTMLanguageModel, TransformerLanguageModel
+from tying.models import LSTMConfig, LSTMLanguageModel, TransformerLanguageModel
 from tying.training.config import next_lr
 from tying.recipes import RecipeError, builtin_recipes, load_recipe, parse_override
-from tying.tasks.lm import LMDataset
+from tying.tasks.lm import LMDataset, LSTMModel
 
 
 def _build(recipe, vocab: int = 50):
@@ -74,6 +75,14 @@ def test_model_tie_false_is_the_boolean_false_and_builds_an_untied_model() -> No
     assert recipe.tables["model"].tie is False
     model = _build(recipe)
     assert model.decoder.weight is not model.encoder.weight
+
+
+def test_every_lstm_model_option_is_a_recipe_key_with_the_same_default() -> None:
+    keys = {name: field.default for name, field in LSTMModel.model_fields.items() if name != "arch"}
+    options = {f.name: f.default for f in fields(LSTMConfig) if f.name != "vocab_size"}
+    assert keys == options
+    model = _build(load_recipe("ptb-small-tied-pr", ["model.uniform_output_biases=true"]))
+    assert model.config.uniform_output_biases and model.decoder.bias.abs().max() > 0
 
 
 # The six values of issue 10 that used to be accepted (the last one trained a tied model).
