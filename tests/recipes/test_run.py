@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from matplotlib.axes import Axes
 from typer.testing import CliRunner
 
 import tying
@@ -112,7 +114,7 @@ def test_seeds_expand_seed_by_seed_so_a_grid_cut_short_has_every_recipe() -> Non
 
 
 @pytest.mark.slow
-def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cmp"
     sets = [f"--set={s}" for s in [f"data.corpus={tiny_corpus_dir.as_posix()!r}", "train.epochs=1", "train.max_batches=5", *TINY]]
     args = ["compare", "ptb-small-tied", *sets, "--seeds", "3", "--out", str(out), "--name", "s"]
@@ -130,6 +132,12 @@ def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_
     assert cell in result.output
     again = runner.invoke(app, args)
     assert "3 of 3 run(s) already finished" in again.output
+    # The test-vs-parameters plot draws each seed beside the mean ± sd (a stalled seed stays visible).
+    drawn: list[list[float]] = []
+    scatter = Axes.scatter
+    monkeypatch.setattr(Axes, "scatter", lambda ax, x, y, *a, **k: (drawn.append(list(np.atleast_1d(y))), scatter(ax, x, y, *a, **k))[1])
+    assert runner.invoke(app, [*args, "--report-only"]).exit_code == 0
+    assert sorted(tests) in [sorted(y) for y in drawn]
 
 
 def test_committed_records_of_the_old_format_keep_their_numbers() -> None:

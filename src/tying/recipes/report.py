@@ -384,6 +384,8 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
         size = row.first["unique_parameters"] / 1e6
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         line = ax.errorbar(size, statistics.mean(values), yerr=sd, fmt="o", capsize=3, label=row.label)
+        if len(values) > 1:  # each seed too: mean ± sd alone hides a bimodal outcome (one seed that stalls)
+            ax.scatter([size] * len(values), values, s=14, facecolors="none", edgecolors=line[0].get_color())
         ref = row.first["recipe"]["paper"].get(f"test_{m.name}")
         if ref is not None and not _shortened(row.first):
             ax.scatter(size, ref, marker="x", color=line[0].get_color())
@@ -399,7 +401,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
     handles, _ = ax.get_legend_handles_labels()
     if papers:
         handles.append(Line2D([], [], marker="x", ls="", color="gray", label="paper (same colour)"))
-    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="mean ± sd over seeds" if any(len(r.records) > 1 for r in rows) else None, title_fontsize=8)
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="mean ± sd over seeds\n(rings: each seed)" if any(len(r.records) > 1 for r in rows) else None, title_fontsize=8)
     ax.grid(alpha=0.3)
     scatter = Path(f"{prefix}-test-vs-params.png")
     fig.savefig(scatter, dpi=120, metadata={"Software": None})
