@@ -135,7 +135,12 @@ def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_
     # The test-vs-parameters plot draws each seed beside the mean ± sd (a stalled seed stays visible).
     drawn: list[list[float]] = []
     scatter = Axes.scatter
-    monkeypatch.setattr(Axes, "scatter", lambda ax, x, y, *a, **k: (drawn.append(list(np.atleast_1d(y))), scatter(ax, x, y, *a, **k))[1])
+
+    def recording_scatter(ax: Axes, x: Any, y: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn.append(list(np.atleast_1d(y)))
+        return scatter(ax, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "scatter", recording_scatter)
     assert runner.invoke(app, [*args, "--report-only"]).exit_code == 0
     assert sorted(tests) in [sorted(y) for y in drawn]
 

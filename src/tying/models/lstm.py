@@ -162,10 +162,9 @@ class LSTMLanguageModel(nn.Module):
             else:
                 nn.init.zeros_(p)
         if self.config.uniform_output_biases:  # drawn after the weights: the default draws are unchanged
-            biases = [self.decoder.bias, None if self.projection is None else self.projection.bias]
-            for b in biases:
-                if b is not None:
-                    nn.init.uniform_(b, -r, r)
+            nn.init.uniform_(self.decoder.bias, -r, r)
+            if self.projection is not None and self.projection.bias is not None:
+                nn.init.uniform_(self.projection.bias, -r, r)
 
     def init_state(self, batch_size: int) -> LSTMState:
         """Zero ``(h, c)`` per layer for a batch, on the model's device and dtype."""
