@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: interleaved timing and medians."""
+"""Shared helpers for the benchmark scripts: interleaved timing, medians and goal lines."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def paired_ratio(a: list[float], b: list[float]) -> float:
-    """Median over repeats of ``a[r] / b[r]``: each pair ran back to back in one repeat of
-    :func:`interleaved`, so slow drifts of the machine cancel within the pair."""
-    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+def report_goals(goals: list[tuple[bool, str]], quick: bool) -> int:
+    """Print one line per ``(met, text)`` goal — ``PASS: text`` or ``FAIL: text``; with ``quick``
+    (smoke-test sizes, whose timings judge nothing) ``NOT CHECKED (--quick sizes): text`` — and
+    return the script's exit status: 1 if a goal failed, else 0."""
+    for met, text in goals:
+        print(f"{'NOT CHECKED (--quick sizes)' if quick else 'PASS' if met else 'FAIL'}: {text}")
+    return int(not quick and not all(met for met, _ in goals))

@@ -1,13 +1,17 @@
 """torch.compile on tied language models: compile time and training-step speed-up over eager.
 
 For the tied LSTM LM (:mod:`tying.models.lstm`) and the tied Transformer LM
-(:mod:`tying.models.transformer`), in one process: the time of the first compiled training step
+(:mod:`tying.models.transformer`), each with the plain cross-entropy of its logits and with the
+fused tied output + cross-entropy (``TiedOutput.loss``, :mod:`tying.functional`), in one process:
+the time of the first compiled training step
 minus the median of later ones (the compile time: dynamo tracing, inductor code generation and C++
 compilation of the forward and backward graphs, with an empty inductor cache unless
 ``--warm-cache``), then eager and compiled training steps (forward, cross-entropy, backward, AdamW step) interleaved, the median of
 the repeats, and their ratio. The loss function is what is compiled (model and cross-entropy in one
 graph, as nanoGPT compiles a model whose forward returns the loss); both variants start from the same
-weights, and the tie is checked with ``tying.verify`` at the end.
+weights, and the tie is checked with ``tying.verify`` at the end. The graph count comes from
+``torch._dynamo.explain``, and each distinct graph-break reason is printed under the table (the
+fused loss adds none; dynamo breaks at ``nn.LSTM`` unless ``torch._dynamo.config.allow_rnn``).
 
     python benchmarks/bench_compile.py               # prints a table
     python benchmarks/bench_compile.py --quick --threads 1   # tiny sizes, a smoke test
@@ -39,6 +43,7 @@ from _common import interleaved, median  # noqa: E402
 import tying  # noqa: E402
 from tying.machine import describe_machine  # noqa: E402
 from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel  # noqa: E402
+from tying.nn import TiedOutput  # noqa: E402
 
 # Each case builds a tied model, a batch of token ids and the loss of one step from the sizes.
 SIZES = {
@@ -47,20 +52,23 @@ SIZES = {
 }
 
 
-def lstm_case(s: dict[str, int]) -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module, torch.Tensor], torch.Tensor]]:
+Case = tuple[nn.Module, torch.Tensor, Callable[[nn.Module, torch.Tensor], torch.Tensor]]
+
+
+def lstm_case(s: dict[str, int], fused: bool) -> Case:
     model = LSTMLanguageModel(
         LSTMConfig(vocab_size=s["vocab"], embedding_size=s["width"], hidden_size=s["width"], num_layers=s["layers"], dropout=0.0, tie=True)
     )
     tokens = torch.randint(0, s["vocab"], (s["seq"] + 1, s["batch"]))  # (T, B): sequence-first
 
     def loss(m: nn.Module, t: torch.Tensor) -> torch.Tensor:
-        logits, _ = m(t[:-1], m.init_state(t.shape[1]))
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t[1:].reshape(-1))
+        features, _ = m.features(t[:-1], m.init_state(t.shape[1]))
+        return _head_loss(m.decoder, features, t[1:], fused)
 
     return model, tokens, loss
 
 
-def transformer_case(s: dict[str, int]) -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module, torch.Tensor], torch.Tensor]]:
+def transformer_case(s: dict[str, int], fused: bool) -> Case:
     model = TransformerLanguageModel(
         TransformerConfig(
             vocab_size=s["vocab"], context_size=s["seq"], embedding_size=s["width"], num_layers=s["layers"], num_heads=s["heads"], tie=True
@@ -69,10 +77,17 @@ def transformer_case(s: dict[str, int]) -> tuple[nn.Module, torch.Tensor, Callab
     tokens = torch.randint(0, s["vocab"], (s["batch"], s["seq"] + 1))  # (B, T)
 
     def loss(m: nn.Module, t: torch.Tensor) -> torch.Tensor:
-        logits = m(t[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1))
+        return _head_loss(m.lm_head, m.features(t[:, :-1]), t[:, 1:], fused)
 
     return model, tokens, loss
+
+
+def _head_loss(head: TiedOutput, features: torch.Tensor, target: torch.Tensor, fused: bool) -> torch.Tensor:
+    """Mean next-token cross-entropy: fused (no logits in memory) or of the logits."""
+    if fused:
+        return head.loss(features, target)
+    logits = head(features)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
 
 def _step(model: nn.Module, tokens: torch.Tensor, loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> Callable[[], float]:
@@ -88,10 +103,10 @@ def _step(model: nn.Module, tokens: torch.Tensor, loss_fn: Callable[[nn.Module, 
     return step
 
 
-def measure(name: str, case: Callable, sizes: dict[str, int], repeats: int) -> dict[str, object]:
-    """Compile time, eager and compiled step medians, and the first step's loss difference."""
+def measure(name: str, case: Callable[[dict[str, int], bool], Case], fused: bool, sizes: dict[str, int], repeats: int) -> dict[str, object]:
+    """Compile time, eager and compiled step medians, the first step's loss difference and the graph breaks."""
     torch.manual_seed(0)
-    eager_model, tokens, loss_fn = case(sizes)
+    eager_model, tokens, loss_fn = case(sizes, fused)
     compiled_model = copy.deepcopy(eager_model)  # the same weights, ties and tie spec
     eager = _step(eager_model, tokens, loss_fn)
     compiled = _step(compiled_model, tokens, torch.compile(loss_fn))
@@ -101,15 +116,17 @@ def measure(name: str, case: Callable, sizes: dict[str, int], repeats: int) -> d
     first = time.perf_counter() - start
     times = interleaved({"eager": eager, "compiled": compiled}, repeats=repeats)
     tying.verify(compiled_model)  # raises if compiling or stepping broke a tie
-    graphs = torch._dynamo.explain(loss_fn)(compiled_model, tokens).graph_count  # > 1: graph breaks
+    explained = torch._dynamo.explain(loss_fn)(compiled_model, tokens)  # > 1 graph: graph breaks
     eager_s, compiled_s = median(times["eager"]), median(times["compiled"])
     return {
         "model": name,
+        "loss": "fused" if fused else "logits+CE",
         "compile_s": first - compiled_s,
         "eager_step_s": eager_s,
         "compiled_step_s": compiled_s,
         "speedup": eager_s / compiled_s,
-        "graphs": graphs,
+        "graphs": explained.graph_count,
+        "breaks": sorted({"; ".join(line.strip() for line in r.reason.strip().splitlines()[:2]) for r in explained.break_reasons}),
         "first_step_loss_diff": abs(eager_loss - compiled_loss),
         "tie_groups": [g.paths for g in tying.find_ties(compiled_model)],
     }
@@ -129,20 +146,25 @@ def main() -> None:
     print(f"machine: {describe_machine()}")
     print(f"sizes: {sizes}; inductor cache: {'default (warm)' if args.warm_cache else 'empty (cold)'}; {args.repeats} repeats")
     header = (
-        f"{'model':>12} | {'compile s':>9} | {'eager step ms':>13} {'compiled ms':>11} | "
+        f"{'model':>12} {'loss':>9} | {'compile s':>9} | {'eager step ms':>13} {'compiled ms':>11} | "
         f"{'speed-up':>8} | {'graphs':>6} | {'|loss diff|':>11}"
     )
     print(header)
     print("-" * len(header))
     rows = []
     for name, case in (("LSTM", lstm_case), ("Transformer", transformer_case)):
-        row = measure(name, case, sizes, args.repeats)
-        rows.append(row)
-        print(
-            f"{name:>12} | {row['compile_s']:>9.2f} | {row['eager_step_s'] * 1e3:>13.2f} {row['compiled_step_s'] * 1e3:>11.2f} | "
-            f"{row['speedup']:>8.2f} | {row['graphs']:>6} | {row['first_step_loss_diff']:>11.1e}",
-            flush=True,
-        )
+        for fused in (False, True):
+            row = measure(name, case, fused, sizes, args.repeats)
+            rows.append(row)
+            eager_ms, compiled_ms = row["eager_step_s"] * 1e3, row["compiled_step_s"] * 1e3  # type: ignore[operator]
+            print(
+                f"{name:>12} {row['loss']:>9} | {row['compile_s']:>9.2f} | {eager_ms:>13.2f} {compiled_ms:>11.2f} | "
+                f"{eager_ms / compiled_ms:>8.2f} | {row['graphs']:>6} | {row['first_step_loss_diff']:>11.1e}",
+                flush=True,
+            )
+    for row in rows:
+        for reason in row["breaks"]:  # type: ignore[attr-defined]
+            print(f"graph break, {row['model']} {row['loss']}: {reason}")
     if args.json:
         result = {"machine": describe_machine(), "sizes": sizes, "warm_cache": args.warm_cache, "rows": rows}
         args.json.write_text(json.dumps(result, indent=2))

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median  # noqa: E402
+from _common import median, report_goals  # noqa: E402
 
 from tying.machine import describe_machine  # noqa: E402
 
@@ -185,10 +185,16 @@ def main() -> None:
     vs_reference = median(results[best]) / ref
     vs_baseline = median(results["engine"]) / median(results["trainer-0.1"])
     print()
-    print(f"{'PASS' if vs_baseline >= GOAL_BASELINE else 'FAIL'}: engine {vs_baseline:.2f}x tying 0.1's trainer >= {GOAL_BASELINE:.2f}x")
-    print(f"{'PASS' if vs_reference >= GOAL_REFERENCE else 'FAIL'}: best engine variant ({best}) {vs_reference:.2f}x the reference loop >= {GOAL_REFERENCE:.2f}x")
+    status = report_goals(
+        [
+            (vs_baseline >= GOAL_BASELINE, f"engine {vs_baseline:.2f}x tying 0.1's trainer >= {GOAL_BASELINE:.2f}x"),
+            (vs_reference >= GOAL_REFERENCE, f"best engine variant ({best}) {vs_reference:.2f}x the reference loop >= {GOAL_REFERENCE:.2f}x"),
+        ],
+        args.quick,
+    )
     if args.json:
         args.json.write_text(json.dumps({"machine": describe_machine(), "tokens_per_s": results}, indent=2))
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

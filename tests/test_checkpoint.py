@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 from pathlib import Path
 
 import pytest
@@ -646,3 +647,26 @@ def test_undeclared_sharing_with_disagreeing_stored_copies_is_refused(tmp_path, 
     # Equal stored copies load fine.
     plain.lm_head.weight = nn.Parameter(plain.wte.weight.detach().clone())
     tying.load(_NanoGPT(tie=True), tying.save(plain, tmp_path / "equal.safetensors"))
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_follow_the_umask_like_torch_save(models, tmp_path, umask, mode) -> None:
+    """Checkpoints used to be 0600 whatever the umask (safetensors renames its private temporary
+    file into place), so a shared results folder held files nobody else could read. Every
+    crash-safe writer (model and training-state checkpoints, metrics and reports) goes through
+    tying._io.atomic_write; a second write over the file gets the mode too."""
+    from tying._io import atomic_write_text
+    from tying.training.state import TrainState, save_train_state
+
+    model = models.tied_lm()
+    previous = os.umask(umask)
+    try:
+        torch.save(model.state_dict(), tmp_path / "torch.pt")
+        written = [tying.save(model, tmp_path / "lm.safetensors"), tying.save(model, tmp_path / "lm.safetensors")]
+        written.append(save_train_state(tmp_path / "state.safetensors", TrainState(), torch.optim.SGD(model.parameters(), lr=0.1).state_dict(), {}))
+        written.append(atomic_write_text(tmp_path / "metrics.json", "{}\n"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "torch.pt").st_mode) == mode
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: oct(mode) for p in written}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm.safetensors", "metrics.json", "state.safetensors", "torch.pt"]

@@ -12,6 +12,11 @@ differently from eager, so values are compared with ``rtol=1e-5, atol=1e-6`` (fl
 largest differences measured on these models are 2.4e-7 in a loss, 2.4e-7 in a gradient and 5.0e-7
 in a parameter after three steps (a few float32 ulp). Each case compiles one forward and one
 backward graph (a few seconds on CPU; the first compile of a process takes longer).
+
+The fused tied output + cross-entropy (``TiedOutput.loss``) compiles with ``fullgraph=True``: alone
+(with ``aot_eager``, which checks the tracing, and with inductor, whose CPU lowering of the eager
+path's oneDNN product failed), and in a training step of the tied LSTM LM, which is one graph with
+dynamo's experimental ``allow_rnn`` and otherwise breaks at ``nn.LSTM`` only.
 """
 
 from __future__ import annotations
@@ -149,3 +154,86 @@ def test_tying_sees_through_the_compile_wrapper(models) -> None:
     assert model.head.weight is not model.embed.weight and not tying.get_spec(model).ties
     tying.tie(compiled, "embed.weight", "head.weight")
     assert model.head.weight is model.embed.weight and tying.verify(compiled).ok
+
+
+def _head_and_batch() -> tuple[nn.ModuleDict, torch.Tensor, torch.Tensor]:
+    """An embedding tied to a fused TiedOutput; targets with ignored positions."""
+    from tying.nn import TiedOutput
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"embed": nn.Embedding(50, 8), "out": TiedOutput(8, 50, chunk_size=16)})
+    tying.tie(model, "embed.weight", "out.weight")
+    tokens, target = torch.randint(0, 50, (6, 7)), torch.randint(0, 50, (6, 7))
+    target[:, ::4] = -100
+    return model, tokens, target
+
+
+def _head_loss(model: nn.Module, tokens: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    loss = model["out"].loss(torch.tanh(model["embed"](tokens)), target, reduction=reduction, label_smoothing=0.1)
+    return loss if reduction != "none" else (loss * torch.linspace(0, 1, loss.numel()).reshape(loss.shape)).sum()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_fused_loss_traces_into_one_graph_without_a_host_sync(reduction: str) -> None:
+    # fullgraph=True raises on any graph break: the count of non-ignored targets was int()-ed.
+    model, tokens, target = _head_and_batch()
+    compiled = torch.compile(_head_loss, backend="aot_eager", fullgraph=True)
+    loss = compiled(model, tokens, target, reduction)
+    (grad,) = torch.autograd.grad(loss, [model["embed"].weight])
+    expected = _head_loss(model, tokens, target, reduction)
+    torch.testing.assert_close(loss, expected, **TOLERANCE)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected, [model["embed"].weight])[0], **TOLERANCE)
+
+
+@pytest.mark.slow
+def test_compiled_training_step_of_the_fused_tied_head_matches_eager() -> None:
+    # inductor, float32 on CPU: the eager path's oneDNN inner product failed inductor's lowering
+    # (InductorError in mkldnn._linear_pointwise, whose lowering wants a frozen constant weight).
+    model, tokens, target = _head_and_batch()
+    compiled_model = copy.deepcopy(model)
+    compiled = torch.compile(_head_loss, fullgraph=True)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (model, compiled_model)]
+    for _ in range(2):
+        losses = []
+        for m, fn, opt in ((model, _head_loss, opts[0]), (compiled_model, compiled, opts[1])):
+            opt.zero_grad()
+            losses.append(fn(m, tokens, target))
+            losses[-1].backward()
+            opt.step()
+        torch.testing.assert_close(losses[1], losses[0], **TOLERANCE)
+    assert compiled_model["out"].weight is compiled_model["embed"].weight
+    _assert_close(dict(compiled_model.named_parameters()), dict(model.named_parameters()))
+
+
+def _lstm_step_loss(model: nn.Module, tokens: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    from tying.training.losses import fused_lm_loss
+
+    return fused_lm_loss(model, tokens, target, model.init_state(tokens.shape[1]))[0]
+
+
+@pytest.mark.slow
+def test_compiled_lstm_lm_step_with_the_fused_loss_matches_eager() -> None:
+    from tying.models import LSTMConfig, LSTMLanguageModel
+
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(LSTMConfig(vocab_size=40, embedding_size=8, hidden_size=8, num_layers=2, dropout=0.0, tie=True))
+    tokens, target = torch.randint(0, 40, (5, 2)), torch.randint(0, 40, (5, 2))
+    # By default dynamo breaks the graph at nn.LSTM, and only there (the fused loss adds no break).
+    explained = torch._dynamo.explain(_lstm_step_loss)(model, tokens, target)
+    assert explained.graph_break_count == 1
+    assert "Dynamo does not support RNN, GRU, or LSTM" in explained.break_reasons[0].reason
+    # With dynamo's experimental RNN support the whole step is one graph.
+    compiled_model = copy.deepcopy(model)
+    opts = [torch.optim.SGD(m.parameters(), lr=1.0) for m in (model, compiled_model)]
+    with torch._dynamo.config.patch(allow_rnn=True):
+        compiled = torch.compile(_lstm_step_loss, fullgraph=True)
+        for _ in range(2):
+            losses = []
+            for m, fn, opt in ((model, _lstm_step_loss, opts[0]), (compiled_model, compiled, opts[1])):
+                opt.zero_grad()
+                losses.append(fn(m, tokens, target))
+                losses[-1].backward()
+                opt.step()
+            torch.testing.assert_close(losses[1], losses[0], **TOLERANCE)
+    assert tying.verify(compiled_model).ok
+    _assert_close(dict(compiled_model.named_parameters()), dict(model.named_parameters()))

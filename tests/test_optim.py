@@ -131,3 +131,25 @@ def test_views_count_once_though_the_optimizer_sees_two_parameters(models) -> No
     counts = tying.summary(m)
     assert tying.count_parameters(m) == counts.unique_parameters == 44 + 16 + 4
     assert sum(p.numel() for p in tying.unique_parameters(m).values()) == 2 * 44 + 16 + 4
+
+
+# --------------------------------------------------------------------------- weight-normalized groups
+
+
+def test_a_weight_normalized_group_gives_g_and_v_once_each(models) -> None:
+    m = models.HeadFirstLM()  # the output layer registered first: named_parameters says head.*
+    tying.tie(m, "embed.weight", "head.weight")
+    tying.weight_norm(m, "embed.weight")
+    plist = m.embed.parametrizations.weight
+    g, v = plist.original0, plist.original1
+    params = tying.unique_parameters(m)
+    assert list(params) == ["embed.parametrizations.weight.original0", "embed.parametrizations.weight.original1"]
+    assert list(params.values()) == [g, v]
+
+    decay, exempt = tying.param_groups(m, 0.1, no_decay=["*.original0"])  # decay v, not the gain g
+    assert (decay["param_names"], exempt["param_names"]) == (["embed.parametrizations.weight.original1"], ["embed.parametrizations.weight.original0"])
+    assert decay["params"] == [v] and exempt["params"] == [g]
+    torch.optim.AdamW([decay, exempt])  # each Parameter in one group, once
+
+    assert tying.count_parameters(m) == g.numel() + v.numel() == sum(p.numel() for p in params.values())
+    assert tying.count_parameters(m, unique=False) == 2 * (g.numel() + v.numel()) == sum(t.numel() for t in m.state_dict().values())

@@ -1,5 +1,6 @@
 """Property-based tests: random module trees (nested ModuleDict / ModuleList of Linear, Embedding
-and LayerNorm with small, often coinciding shapes), random tie specs (n-ary identity ties and
+and LayerNorm with small, often coinciding shapes, and None entries as nn.Module allows them:
+a skipped layer in a ModuleList, a None in a ModuleDict or on the root), random tie specs (n-ary identity ties and
 transposed ties), random sequences of operations (save/load, deepcopy, ``.to(dtype)``,
 materialize, ``load_state_dict(assign=True)``, untie, break and retie, ``tying.resize_vocab``,
 ``torch.compile``). After every step: ``tying.verify`` passes, every declared target is its source
@@ -45,6 +46,7 @@ LEAVES = st.one_of(
     st.tuples(st.just("linear"), DIMS, DIMS, st.booleans()),
     st.tuples(st.just("embedding"), st.sampled_from([2, 3, 5]), DIMS),
     st.tuples(st.just("norm"), DIMS),
+    st.just(("none",)),  # a None entry (x-transformers' unused norms, a pruned layer): every walker must skip it
 )
 NAMES = st.sampled_from(["enc", "dec", "a", "b", "out"])
 
@@ -56,13 +58,24 @@ def _containers(children):
     )
 
 
-TREES = st.dictionaries(NAMES, st.recursive(LEAVES, _containers, max_leaves=4), min_size=2, max_size=4).map(
-    lambda d: ("dict", tuple(sorted(d.items())))
+def _has_module(node) -> bool:
+    return node[0] in ("linear", "embedding", "norm") or (
+        node[0] in ("list", "dict") and any(_has_module(c[1] if node[0] == "dict" else c) for c in node[1])
+    )
+
+
+# At least one real layer, so that the forward has an output to differentiate.
+TREES = (
+    st.dictionaries(NAMES, st.recursive(LEAVES, _containers, max_leaves=4), min_size=2, max_size=4)
+    .map(lambda d: ("dict", tuple(sorted(d.items()))))
+    .filter(_has_module)
 )
 
 
-def _build_node(node) -> nn.Module:
+def _build_node(node) -> nn.Module | None:
     kind = node[0]
+    if kind == "none":
+        return None
     if kind == "linear":
         return nn.Linear(node[1], node[2], bias=node[3])
     if kind == "embedding":
@@ -106,8 +119,10 @@ def build(tree, seed: int, dtype: torch.dtype = torch.float32, device: str = "cp
     return model.to(dtype)
 
 
-def describe(module: nn.Module):
+def describe(module: nn.Module | None):
     """The tree ``module`` is now: what :func:`build` takes to make another one of its shapes."""
+    if module is None:
+        return ("none",)
     if isinstance(module, nn.Linear):
         return ("linear", module.in_features, module.out_features, module.bias is not None)
     if isinstance(module, nn.Embedding):

@@ -200,3 +200,38 @@ def test_compiled_model_gives_eager_losses_and_gradients() -> None:
     for a, b in zip(originals(eager, "embed"), originals(compiled_model, "embed"), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6)
     tying.verify(compiled)
+
+
+def test_a_weight_normalized_lstm_lm_trains_through_param_groups() -> None:
+    """unique_parameters / param_groups used to raise TieError ("parametrized from several
+    tensors") on a weight-normalized group: the documented optimizer setup could not be built."""
+    from tying.models import LSTMConfig, LSTMLanguageModel
+
+    torch.manual_seed(6)
+    vocab = 12
+    m = LSTMLanguageModel(LSTMConfig(vocab_size=vocab, embedding_size=8, hidden_size=8, num_layers=1, dropout=0.0, tie=True))
+    tying.weight_norm(m, "encoder.weight")
+    g, v = originals(m, "encoder")
+    groups = tying.param_groups(m, 1e-4)
+    entries = [p for group in groups for p in group["params"]]
+    assert sum(p is g for p in entries) == 1 and sum(p is v for p in entries) == 1
+    assert len(entries) == len({id(p) for p in entries}) == len(list(m.parameters()))
+    assert tying.count_parameters(m) == sum(p.numel() for p in entries)
+    before = {name: p.detach().clone() for group in groups for name, p in zip(group["param_names"], group["params"], strict=True)}
+
+    optimizer = torch.optim.SGD(groups, lr=1.0)
+    tokens = torch.randint(vocab, (9, 4), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(5):
+        logits, _ = m(tokens[:-1], m.init_state(4))
+        loss = F.cross_entropy(logits.flatten(0, 1), tokens[1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        # One gradient per original, reached by both uses (the decoder reads the very same g and v).
+        assert originals(m, "decoder") == (g, v) and g.grad is not None and v.grad is not None
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert all(not torch.equal(p, before[name]) for group in groups for name, p in zip(group["param_names"], group["params"], strict=True))
+    tying.verify(m)
+    assert torch.equal(m.decoder.weight, m.encoder.weight)

@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     exclusive ``flock`` on its folder, which the kernel releases when the process dies), and
     nothing else. Where ``fcntl`` does not exist (Windows) there is no such lock: leftovers older
     than a day are removed instead, and the folder fsync (a POSIX notion) is skipped.
+
+    The file gets the permissions of a file newly created in its folder (the umask's, as ``open``
+    and ``torch.save`` give: 0644 under umask 022), whatever mode ``write`` left it with.
     """
     fcntl = _fcntl()
     path = Path(path)
@@ -64,7 +68,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             tmp = tmp_folder / path.name
+            # The mode a file created here gets (0644 under umask 022, or a default ACL's), as
+            # ``torch.save``'s file would: safetensors renames its own private (0600) file into place.
+            tmp.touch(exist_ok=False)
+            mode = stat.S_IMODE(tmp.stat().st_mode)
             write(str(tmp))
+            os.chmod(tmp, mode)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -13,10 +13,16 @@ The naive ``F.linear`` + ``F.cross_entropy`` materialises the :math:`N\times V` 
 gradient (about 1 GB each for N = 8192, V = 33,278 in fp32). Here the tokens are processed one
 chunk of :math:`C` rows at a time and the gradients are finished in the forward pass:
 :math:`\partial H_c = G_c E`, :math:`\partial E \mathrel{+}= G_c^\top H_c`, :math:`\partial b \mathrel{+}= \mathbf 1^\top G_c`,
-so the peak extra memory is two :math:`C\times V` blocks (the logits while their log-softmax is
-taken) plus :math:`\partial E` and :math:`\partial H`,
-and ``backward`` only scales them by the incoming gradient. The weight's gradient flows through
-autograd into the one shared Parameter, where it adds to the embedding lookup's gradient.
+so the peak extra memory is one :math:`C\times V` block (the logits, turned in place into their
+log-softmax and then their gradient; in a reduced ``compute_dtype`` also its low-precision copy)
+plus :math:`\partial E` and :math:`\partial H`, and ``backward`` only scales them by the incoming
+gradient. :math:`C` follows from :math:`N\cdot V` and a memory budget (:func:`chunk_rows`). The
+weight's gradient flows through autograd into the one shared Parameter, where it adds to the
+embedding lookup's gradient.
+
+Under ``torch.compile`` the function traces into one graph (``fullgraph=True`` works): the count of
+non-ignored targets stays a tensor (no host sync), and the logits product is a plain ``matmul``
+that inductor lowers itself (see :func:`_logits`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["tied_linear_cross_entropy", "onednn_available"]
+__all__ = ["tied_linear_cross_entropy", "chunk_rows", "CHUNK_MEMORY", "onednn_available"]
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -42,7 +48,10 @@ def onednn_available() -> bool:
     if os.environ.get("TYING_DISABLE_ONEDNN") == "1" or not torch.backends.mkldnn.is_available():
         return False
     try:
-        a, b = torch.randn(8, 16), torch.randn(4, 16)
+        # Fixed values, not torch.randn: a probe that drew from the global generator would shift
+        # every random number after the first fused loss of a process (dropout masks, init).
+        a = torch.linspace(-1, 1, 8 * 16).reshape(8, 16)
+        b = torch.linspace(1, -1, 4 * 16).reshape(4, 16).cos()
         out = torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
         return bool(torch.allclose(out, a @ b.T, atol=1e-4))
     except (RuntimeError, AttributeError):
@@ -50,9 +59,14 @@ def onednn_available() -> bool:
 
 
 def _logits(h: Tensor, w: Tensor) -> Tensor:
-    """``h @ w.T``. For fp32 on CPU through oneDNN's inner product, which measured about 1.5x the
-    MKL rate for this transposed product here; MKL is as fast for the other two products and for bf16."""
-    if h.device.type == "cpu" and h.dtype == torch.float32 and onednn_available():
+    """``h @ w.T``. Eager fp32 on CPU goes through oneDNN's inner product, which measured about 1.5x
+    the MKL rate for this transposed product on an AMD EPYC (on par with it on an Intel Xeon); MKL
+    is as fast for the other two products and for bf16. Not under ``torch.compile``: inductor lowers ``mkldnn._linear_pointwise`` only as the
+    output of its own weight-prepacking pass for frozen inference graphs, and asserts that the
+    weight is a graph constant (``w.get_name() in V.graph.constants``); a trainable weight is a
+    graph input, so compiling the op fails with ``InductorError``. The plain product there is
+    inductor's own GEMM choice."""
+    if not torch.compiler.is_compiling() and h.device.type == "cpu" and h.dtype == torch.float32 and onednn_available():
         return torch.ops.mkldnn._linear_pointwise(h.contiguous(), w.contiguous(), None, "none", [], "")
     return h @ w.T
 
@@ -65,10 +79,39 @@ def _add_grad_weight(d_weight: Tensor, g: Tensor, h: Tensor) -> None:
         d_weight += g.t() @ h
 
 
-def _chunk_rows(n_vocab: int, chunk_size: int | None) -> int:
-    # ~64 MiB of fp32 logits per chunk: small enough to stay a fraction of the naive peak,
-    # large enough that each GEMM keeps the cores busy.
-    return chunk_size or max(64, min(4096, (64 * 2**20) // (4 * max(n_vocab, 1))))
+#: Default ``memory_budget`` of :func:`tied_linear_cross_entropy`: bytes of the ``C x V`` blocks of one chunk.
+CHUNK_MEMORY = 64 * 2**20
+
+
+def chunk_rows(
+    n_rows: int,
+    n_vocab: int,
+    memory_budget: int = CHUNK_MEMORY,
+    dtype: torch.dtype = torch.float32,
+    compute_dtype: torch.dtype | None = None,
+) -> int:
+    """Tokens per chunk of :func:`tied_linear_cross_entropy`: all ``n_rows`` when their
+    ``n_rows x n_vocab`` blocks fit ``memory_budget`` bytes, else as many rows as fit (at least
+    one). A chunk holds one block of logits in the accumulation dtype (``dtype``, at least fp32),
+    plus their copy in a narrower ``compute_dtype``. A budget of only tens of rows makes thin
+    matrix products, which run well below the machine's GEMM rate."""
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+    acc, cdt = torch.promote_types(dtype, torch.float32), compute_dtype or dtype
+    per_row = n_vocab * (acc.itemsize + (cdt.itemsize if cdt != acc else 0))
+    return max(1, min(n_rows, memory_budget // max(per_row, 1)))
+
+
+def _log_probs(h: Tensor, w: Tensor, bias: Tensor | None, acc: torch.dtype, out: Tensor | None) -> Tensor:
+    """``log_softmax(h @ w.T + bias)`` in ``acc`` precision, in the chunk's one ``C x V`` block
+    (``out`` when given): the logits, then in place their log-softmax (later their gradient)."""
+    z = _logits(h, w) if out is None else torch.mm(h, w.t(), out=out)
+    if bias is not None:
+        z = z.add_(bias) if z.dtype == acc else z + bias.to(acc)  # reduced-precision logits promote to acc
+    # log_softmax is one vectorised pass (about half the cost of logsumexp + exp) that also
+    # upcasts, and sum_j z_ij = sum_j logp_ij + V * lse_i puts the loss in terms of logp alone.
+    # Each row is read whole before it is written, so out=z is safe, and saves a second block.
+    return torch.log_softmax(z, dim=1, out=z) if z.dtype == acc else torch.log_softmax(z, dim=1, dtype=acc)
 
 
 def _chunked(
@@ -78,13 +121,14 @@ def _chunked(
     target: Tensor,
     ignore_index: int,
     label_smoothing: float,
-    chunk_size: int | None,
+    step: int,
     compute_dtype: torch.dtype | None,
     row_weight: Tensor | None,
     need: tuple[bool, bool, bool],
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """Per-token losses, and — when ``row_weight`` is given — the gradients of
-    ``sum_i row_weight_i * loss_i`` for the inputs flagged in ``need`` (hidden, weight, bias)."""
+    ``sum_i row_weight_i * loss_i`` for the inputs flagged in ``need`` (hidden, weight, bias),
+    ``step`` rows at a time."""
     n, vocab = hidden.shape[0], weight.shape[0]
     cdt = compute_dtype or hidden.dtype
     acc = torch.promote_types(hidden.dtype, torch.float32)  # softmax, loss and sums: fp32 at least
@@ -95,19 +139,17 @@ def _chunked(
     d_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if grads and need[1] else None
     d_bias = torch.zeros(vocab, dtype=acc, device=weight.device) if grads and bias is not None and need[2] else None
     losses = torch.empty(n, dtype=acc, device=hidden.device)
-    step = _chunk_rows(vocab, chunk_size)
+    # Several fp32 chunks reuse one block (with torch.mm's out=): a fresh block per chunk is pages to
+    # fault in, 6.5 % of the step at N = 4096, V = 33,278 on a 2-core Xeon VM. bf16 products gained
+    # nothing measurable from it; inductor plans its own buffers.
+    reuse = n > step and cdt == acc and not torch.compiler.is_compiling()
+    block = torch.empty(step, vocab, dtype=acc, device=hidden.device) if reuse else None
     for lo in range(0, n, step):
         hi = min(n, lo + step)
         h = hidden[lo:hi].to(cdt)
         ok = valid[lo:hi]
         t = torch.where(ok, target[lo:hi], 0)[:, None]
-        z = _logits(h, w)
-        if bias is not None:
-            z = z + bias.to(acc)  # promotes reduced-precision logits to acc
-        # log_softmax is one vectorised pass (about half the cost of logsumexp + exp) that also
-        # upcasts, and sum_j z_ij = sum_j logp_ij + V * lse_i puts the loss in terms of logp alone.
-        logp = torch.log_softmax(z, dim=1, dtype=acc)
-        del z
+        logp = _log_probs(h, w, bias, acc, None if block is None else block[: hi - lo])
         loss = (label_smoothing - 1.0) * logp.gather(1, t).squeeze(1)
         if label_smoothing:
             loss -= (label_smoothing / vocab) * logp.sum(dim=1)
@@ -145,10 +187,10 @@ class _TiedLinearCrossEntropy(torch.autograd.Function):
         ignore_index: int,
         reduction: str,
         label_smoothing: float,
-        chunk_size: int | None,
+        step: int,
         compute_dtype: torch.dtype | None,
     ) -> Tensor:
-        args = (ignore_index, label_smoothing, chunk_size, compute_dtype)
+        args = (ignore_index, label_smoothing, step, compute_dtype)
         need = tuple(ctx.needs_input_grad[:3])  # type: ignore[attr-defined]
         ctx.reduction, ctx.args = reduction, args  # type: ignore[attr-defined]
         if reduction == "none":
@@ -156,14 +198,18 @@ class _TiedLinearCrossEntropy(torch.autograd.Function):
             ctx.save_for_backward(hidden, weight, bias, target)  # type: ignore[arg-type]  # bias may be None
             losses, *_ = _chunked(hidden, weight, bias, target, *args, None, need)
             return losses.to(hidden.dtype)
-        n_valid = int((target != ignore_index).sum())
-        scale = 1.0 / n_valid if reduction == "mean" and n_valid else 1.0
-        row_weight = torch.full((hidden.shape[0],), scale, dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device) if any(need) else None
+        # The count stays a tensor: int() would sync with the device and break a torch.compile graph.
+        n_valid = (target != ignore_index).sum()
+        acc = torch.promote_types(hidden.dtype, torch.float32)
+        row_weight = None
+        if any(need):  # mean: 1 / n_valid, and zero gradients (not inf) when every target is ignored
+            scale = 1.0 / n_valid.clamp_min(1).to(acc) if reduction == "mean" else torch.ones((), dtype=acc, device=hidden.device)
+            row_weight = scale.expand(hidden.shape[0])
         losses, *grads = _chunked(hidden, weight, bias, target, *args, row_weight, need)
-        ctx.grads = grads  # type: ignore[attr-defined]
+        ctx.save_for_backward(*grads)  # type: ignore[arg-type]  # absent gradients are None
         total = losses.sum()
         if reduction == "mean":
-            total = total / n_valid if n_valid else torch.full((), float("nan"), device=hidden.device)
+            total = total / n_valid  # 0 / 0 = nan when every target is ignored, as F.cross_entropy
         return total.to(hidden.dtype)
 
     @staticmethod
@@ -173,7 +219,7 @@ class _TiedLinearCrossEntropy(torch.autograd.Function):
             need = tuple(ctx.needs_input_grad[:3])  # type: ignore[attr-defined]
             _, *grads = _chunked(hidden, weight, bias, target, *ctx.args, grad_out, need)  # type: ignore[attr-defined,call-arg]
         else:
-            grads = [None if g is None else g * grad_out.to(g.dtype) for g in ctx.grads]  # type: ignore[attr-defined]
+            grads = [None if g is None else g * grad_out.to(g.dtype) for g in ctx.saved_tensors]  # type: ignore[attr-defined]
         return (*grads, None, None, None, None, None, None)
 
 
@@ -187,6 +233,7 @@ def tied_linear_cross_entropy(
     label_smoothing: float = 0.0,
     *,
     chunk_size: int | None = None,
+    memory_budget: int = CHUNK_MEMORY,
     compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     r"""``F.cross_entropy(F.linear(hidden, weight, bias), target, ...)`` without materialising the
@@ -198,7 +245,11 @@ def tied_linear_cross_entropy(
         target: ``[...]`` class indices matching ``hidden``'s leading dimensions.
         bias: optional ``[V]`` output bias.
         ignore_index, reduction, label_smoothing: as in ``torch.nn.functional.cross_entropy``.
-        chunk_size: tokens per chunk (default: about 64 MiB of fp32 logits per chunk).
+        chunk_size: tokens per chunk; overrides ``memory_budget``.
+        memory_budget: bytes of the ``C x V`` blocks one chunk of ``C`` tokens holds at once
+            (default :data:`CHUNK_MEMORY`, 64 MiB); the chunk size follows from ``N * V`` and
+            this budget (:func:`chunk_rows`). The peak extra memory is about this plus the
+            gradients of ``hidden`` and ``weight``.
         compute_dtype: dtype of the three matrix products, e.g. ``torch.bfloat16`` for speed;
             the softmax, the loss and the gradient accumulation stay in fp32. Default: the input dtype.
 
@@ -217,7 +268,11 @@ def tied_linear_cross_entropy(
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if chunk_size is not None and chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive number of tokens, got {chunk_size}")
+    n = target.numel()
+    step = chunk_size or chunk_rows(n, weight.shape[0], memory_budget, hidden.dtype, compute_dtype)
     out = _TiedLinearCrossEntropy.apply(
-        hidden.reshape(-1, d), weight, bias, target.reshape(-1), ignore_index, reduction, label_smoothing, chunk_size, compute_dtype
+        hidden.reshape(-1, d), weight, bias, target.reshape(-1), ignore_index, reduction, label_smoothing, step, compute_dtype
     )
     return out.reshape(target.shape) if reduction == "none" else out

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tying.functional import Reduction, tied_linear_cross_entropy
+from tying.functional import CHUNK_MEMORY, Reduction, tied_linear_cross_entropy
 
 __all__ = ["TiedOutput", "JointOutput", "JointActivation", "LockedDropout", "embedding_dropout"]
 
@@ -36,7 +36,10 @@ class TiedOutput(nn.Linear):
         in_features: hidden size ``d``.
         out_features: vocabulary size ``V``.
         bias: learn an output bias :math:`b` (kept separate from the tied matrix).
-        chunk_size: tokens per chunk; default about 64 MiB of logits per chunk.
+        chunk_size: tokens per chunk of :meth:`loss`; overrides ``memory_budget``.
+        memory_budget: bytes of logits one chunk of :meth:`loss` holds at once (default 64 MiB):
+            the chunk size follows from the number of tokens times ``out_features`` and this
+            budget (:func:`tying.functional.chunk_rows`).
         compute_dtype: e.g. ``torch.bfloat16`` to run the three matrix products in bf16.
     """
 
@@ -47,12 +50,14 @@ class TiedOutput(nn.Linear):
         bias: bool = True,
         *,
         chunk_size: int | None = None,
+        memory_budget: int = CHUNK_MEMORY,
         compute_dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.chunk_size = chunk_size
+        self.memory_budget = memory_budget
         self.compute_dtype = compute_dtype
 
     def loss(
@@ -75,6 +80,7 @@ class TiedOutput(nn.Linear):
             reduction=reduction,
             label_smoothing=label_smoothing,
             chunk_size=self.chunk_size,
+            memory_budget=self.memory_budget,
             compute_dtype=self.compute_dtype,
         )
 
@@ -84,6 +90,7 @@ class TiedOutput(nn.Linear):
 
     def extra_repr(self) -> str:
         extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""
+        extra += f", memory_budget={self.memory_budget}" if self.memory_budget != CHUNK_MEMORY else ""
         extra += f", compute_dtype={self.compute_dtype}" if self.compute_dtype else ""
         return super().extra_repr() + extra
 
@@ -114,7 +121,7 @@ class JointOutput(TiedOutput):
         joint_size: :math:`j`.
         embedding_size: :math:`d`, columns of ``weight`` (default ``in_features``).
         activation: :math:`g`: ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"identity"``.
-        chunk_size, compute_dtype: as for :class:`TiedOutput`.
+        chunk_size, memory_budget, compute_dtype: as for :class:`TiedOutput`.
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class JointOutput(TiedOutput):
         embedding_size: int | None = None,
         activation: JointActivation = "tanh",
         chunk_size: int | None = None,
+        memory_budget: int = CHUNK_MEMORY,
         compute_dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -133,7 +141,10 @@ class JointOutput(TiedOutput):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"JointOutput activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         embedding_size = in_features if embedding_size is None else embedding_size
-        super().__init__(embedding_size, out_features, True, chunk_size=chunk_size, compute_dtype=compute_dtype, device=device, dtype=dtype)
+        super().__init__(
+            embedding_size, out_features, True, chunk_size=chunk_size, memory_budget=memory_budget,
+            compute_dtype=compute_dtype, device=device, dtype=dtype,
+        )  # fmt: skip
         self.word = nn.Linear(embedding_size, joint_size, device=device, dtype=dtype)  # U, b_u
         self.state = nn.Linear(in_features, joint_size, device=device, dtype=dtype)  # V, b_v
         self.activation = activation

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from tying._paths import resolve, unwrap
+from tying.core import state_key_pairs
 from tying.discovery import summary
 from tying.spec import get_spec
 
@@ -31,7 +32,9 @@ def unique_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     ``named_parameters`` order.
 
     The canonical path of a tie group is its declared source (:func:`tying.tie`,
-    :func:`tying.tie_transposed`: the path whose layout the Parameter has); a Parameter no
+    :func:`tying.tie_transposed`: the path whose layout the Parameter has); for a group
+    normalized by :func:`tying.weight_norm`, the source's ``g`` and ``v``
+    (``<source module>.parametrizations.<name>.original0`` / ``original1``). A Parameter no
     declaration names keeps the first path ``model.named_parameters()`` gives it. So this is
     ``dict(model.named_parameters())`` with declared groups renamed to their source, whatever the
     module registration order: the names an optimizer's ``param_names``, a weight-decay rule or a
@@ -39,7 +42,13 @@ def unique_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """
     model = unwrap(model)
     named = dict(model.named_parameters())
-    source_of = {id(resolve(model, t.source).param): t.source for t in get_spec(model).ties}
+    spec = get_spec(model)
+    source_of: dict[int, str] = {}
+    for t in spec.ties:
+        if t.source in spec.parametrizations:  # computed from several originals: each is a Parameter of the group
+            source_of.update((id(model.get_parameter(key)), key) for key, _ in state_key_pairs(spec, t))
+        else:
+            source_of[id(resolve(model, t.source).param)] = t.source
     return {source_of.get(id(p), key): p for key, p in named.items()}
 
 

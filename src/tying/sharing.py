@@ -222,13 +222,18 @@ def share_layers(
     Raises:
         TieError: ``path`` is not an ``nn.ModuleList``; a bad ``unique`` / ``strategy``
             (:func:`layer_assignment`); layers of different structure (naming the first differing
-            parameter); one module object registered as two layers; a parametrized layer
-            parameter; a layer parameter already tied otherwise.
+            parameter); a ``None`` entry; one module object registered as two layers; a
+            parametrized layer parameter; a layer parameter already tied otherwise.
     """
     model = unwrap(model)
     layers = _layer_list(model, path)
     assignment = layer_assignment(len(layers), unique, strategy)
     for i, layer in enumerate(layers):
+        if layer is None:
+            raise TieError(
+                f"layer {i} of {path!r} is None: share_layers gives every layer of the list a parameter set; "
+                "share a list whose every entry is a module"
+            )
         for j in range(i):
             if layers[j] is layer:
                 raise TieError(
@@ -277,7 +282,8 @@ def layer_sharing(model: nn.Module) -> list[LayerSharing]:
     A list counts when each of its layers either owns all its parameters or has every parameter
     tied (without transform) to the same-named parameter of one owning layer of the list;
     normalisation parameters may instead stay per layer, consistently across the list. Other
-    ties (a single cross-layer tie, say) are not layer sharing and are not reported here.
+    ties (a single cross-layer tie, say) are not layer sharing and are not reported here, nor is
+    a list holding ``None`` (a skipped or pruned layer has no set; :func:`share_layers` refuses it).
     """
     model = unwrap(model)
     spec = get_spec(model)
@@ -291,6 +297,8 @@ def layer_sharing(model: nn.Module) -> list[LayerSharing]:
 
 
 def _read_sharing(path: str, layers: nn.ModuleList, spec: TieSpec) -> LayerSharing | None:
+    if any(layer is None for layer in layers):  # nn.ModuleList allows None entries; iterating yields them
+        return None
     prefix = f"{path}."
     reads: list[int] = []  # the layer whose parameters each layer reads (itself if it owns them)
     norm_modes: set[bool] = set()  # per reading layer: are its norm parameters read too?

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.testing import CliRunner
@@ -74,3 +82,104 @@ def test_naming_benchmarks_refreshes_their_sections_and_keeps_the_others(tmp_pat
     assert "gamma v2" in after and "gamma v1" not in after
     assert after.index("## alpha") < after.index("## gamma") and "## beta" not in after
     assert after.count("# Performance") == 1 and "thread count).\n\n## alpha\n" in after
+
+
+def test_a_benchmark_reporting_fail_makes_bench_exit_non_zero(tmp_path: Path) -> None:
+    # A FAIL line is a missed goal whatever the script's exit status, and is not called a crash.
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "bench_slow.py").write_text("print('FAIL: slow 1.3x <= 1.0x')\n")
+    (folder / "bench_slower.py").write_text("print('FAIL: slower 2.0x <= 1.0x')\nraise SystemExit(1)\n")
+    (folder / "bench_fine.py").write_text("print('PASS: fine')\n")
+    result = runner.invoke(app, ["bench", "--folder", str(folder)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "benchmark(s) missed a goal (FAIL): slow, slower" in result.output and "failed to run" not in result.output
+    assert runner.invoke(app, ["bench", "fine", "--folder", str(folder)]).exit_code == 0
+
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as a module (it imports its sibling ``_common``)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}_under_test", BENCHMARKS / f"bench_{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_goal_lines_and_exit_status_of_the_scripts() -> None:
+    common = _benchmark("tie_overhead").report_goals  # the scripts' shared _common helper
+    goals = [(True, "a 0.9x <= 1x"), (False, "b 1.3x <= 1x")]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert common(goals, quick=False) == 1 and common(goals[:1], quick=False) == 0 and common(goals, quick=True) == 0
+    assert out.getvalue().splitlines() == [
+        "PASS: a 0.9x <= 1x", "FAIL: b 1.3x <= 1x", "PASS: a 0.9x <= 1x",
+        "NOT CHECKED (--quick sizes): a 0.9x <= 1x", "NOT CHECKED (--quick sizes): b 1.3x <= 1x",
+    ]  # fmt: skip
+
+
+# Step times whose median ratio (104 / 100 ms: +4.0 %) differs from the median of per-repeat
+# ratios (+15.6 %): the overhead printed must be the one of the medians printed beside it.
+OURS, BY_HAND = [0.100, 0.104, 0.200], [0.100, 0.090, 0.101]
+
+
+def _fake_interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """The scripts' baselines ("by hand", "unshared") take BY_HAND, the other variants OURS."""
+    return {name: list(BY_HAND if name in ("by hand", "unshared") else OURS) for name in fns}
+
+
+def _run_main(module: ModuleType, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    monkeypatch.setattr(module, "interleaved", _fake_interleaved)
+    monkeypatch.setattr(sys, "argv", ["bench", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    return exit_info.value.code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_tie_overhead_ratio_is_computed_from_the_printed_times(
+    quick: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = _run_main(_benchmark("tie_overhead"), ["--quick"] if quick else [], monkeypatch, capsys)
+    rows = [line for line in out.splitlines() if line.startswith(("shared tie:", "transposed tie:"))]
+    assert len(rows) == 2 and all(line.endswith("|   104.000    100.000 |    +4.0%") for line in rows)
+    verdict = "NOT CHECKED (--quick sizes)" if quick else "FAIL"
+    assert f"{verdict}: shared tie overhead +4.0% <= 2%" in out and code == (0 if quick else 1)
+
+
+def test_sharing_ratio_is_computed_from_the_printed_times(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run_main(_benchmark("sharing"), ["--quick"], monkeypatch, capsys)
+    unshared = next(line for line in out.splitlines() if line.startswith("unshared"))
+    shared = next(line for line in out.splitlines() if line.startswith("all M=1"))
+    assert "|   100.00      1.000x |" in unshared and "|   104.00      1.040x |" in shared
+    assert "NOT CHECKED (--quick sizes): all M=1 step time 1.040x unshared <= 1.02x" in out and code == 0
+
+
+def test_fused_head_table_ratios_are_those_of_the_printed_figures() -> None:
+    module = _benchmark("fused_head")
+    row = {
+        "N": 8192, "d": 512, "V": 33278, "dtype": "fp32", "chunk_rows": 504, "naive_s": 10.0004, "compiled_s": 8.0004,
+        "fused_s": 6.0004, "gemm_s": 5.0004, "naive_peak_bytes": 3000 * 2**20, "compiled_peak_bytes": 800 * 2**20,
+        "fused_peak_bytes": 150 * 2**20, "peer": "compiled", "loss_rel_err": 0.0, "grad_rel_err": 2e-7,
+    }  # fmt: skip
+    line = module.format_row(row)
+    assert "| 10.000 8.000 6.000 5.000 |" in " ".join(line.split()) and "| 0.60 0.75 1.20 | 3000 800 150 0.188 |" in " ".join(line.split())
+    assert module.goals([row]) == [
+        (False, "fused/naive time 0.60 <= 0.50 at (8192, 512, 33278) fp32"),
+        (True, "fused/compiled (leanest peer) peak extra memory 0.188 <= 0.25 at (8192, 512, 33278) fp32"),
+        (True, "fused/compiled (leanest peer) time 0.75 <= 1.00 at (8192, 512, 33278) fp32"),
+        (False, "fused / 3-GEMM time 1.20 <= 1.15 at (8192, 512, 33278) fp32"),
+    ]
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="caps oneDNN at AVX2, an x86 instruction set")
+def test_fused_head_skips_bf16_rows_where_bf16_products_are_emulated() -> None:
+    # Capped at AVX2, oneDNN has no bf16 matrix kernel: the products run tens of times slower
+    # than fp32, as on a CPU without avx512_bf16/AMX, where the bf16 rows ran for hours.
+    code = f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import bench_fused_head as b; print(b.bf16_skip_reason())"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.startswith("bf16 rows skipped: a bf16 matrix product runs at ") and "no native bf16 matrix instructions" in out
