@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # torch is pinned to the CPU wheel *before* the package is installed, so resolving
-# `torch>=2.4` from pyproject.toml pulls no CUDA packages. The core library needs torch and
-# safetensors only; `make demo` adds the `experiments` extra, `make test` the `test` extra and
+# `torch>=2.4` from pyproject.toml pulls no CUDA packages. The core library needs torch,
+# safetensors and numpy only; `make demo` adds the `experiments` extra, `make test` the `test` extra and
 # type-checks src/tying (mypy) before running the tests.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,6 +25,8 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.test
 
+# The two runs train side by side on 2+ cores (docs/demo/tying-demo.md has the measured times);
+# run again, it trains nothing and shows the finished runs in runs/demo/ again.
 demo: $(VENV)/.experiments
 	$(BIN)/tying demo
 

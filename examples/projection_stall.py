@@ -15,8 +15,8 @@ was clipped, the mean gradient norm that reached the LSTM weights after clipping
 second half of the batches), and the training perplexity of the last 100 batches. Every recipe
 starts from the same seed (the recipes', or each of ``--seeds``).
 
-    TYING_DATA_ROOT=../shared/data python examples/projection_stall.py            # 600 batches
-    python examples/projection_stall.py --data-root ../shared/data --batches 200
+    TYING_DATA_ROOT=~/tying-data python examples/projection_stall.py            # 600 batches
+    python examples/projection_stall.py --data-root ~/tying-data --batches 200
     python examples/projection_stall.py --recipes ptb-small-tied-pr --seeds 1111 1112 \
         --set model.uniform_output_biases=true                                   # a recipe override
 

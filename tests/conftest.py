@@ -74,7 +74,7 @@ def translation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tying.recipes import load_recipe, train_recipe
 
     folder = tmp_path_factory.mktemp("translation") / "run"
-    train_recipe(load_recipe("builtin-translation"), folder, command="tying train --config builtin-translation")
+    train_recipe(load_recipe("builtin-translation"), folder, command="tying train builtin-translation")
     return folder
 
 

@@ -32,7 +32,7 @@ def _tying(*args: str, cwd: Path | None = None, **kw) -> subprocess.Popen:
 
 
 def _train_args(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--config", "ptb-small-tied", f"data.corpus={str(corpus)!r}", *TINY, *extra, "--out", str(out)]
+    return ["train", "ptb-small-tied", *(f"--set={s}" for s in (f"data.corpus={str(corpus)!r}", *TINY, *extra)), "--out", str(out)]
 
 
 def test_version() -> None:
@@ -55,7 +55,7 @@ def test_ctrl_c_saves_a_resumable_point_and_exits_130_saying_how_to_resume(tiny_
             proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
-    assert "saved a resumable point in" in stderr and "; resume with: tying train --config ptb-small-tied" in stderr
+    assert "saved a resumable point in" in stderr and "; resume with: tying train ptb-small-tied --set " in stderr
     state = read_train_state(out / "train_state.safetensors").state
     assert state.step > 0 and (out / state.model_file).is_file()  # a point inside an epoch
     # Resuming with only the epoch count changed finishes the interrupted epoch from that batch.
@@ -82,8 +82,8 @@ def test_expected_errors_are_one_line_and_a_nonzero_exit(tiny_corpus_dir: Path, 
     cases = [
         (_train_args(tiny_corpus_dir, out, "train.epochs=1", "train.bptt=7"), "cannot resume from"),  # resume, changed settings
         (_train_args(tiny_corpus_dir, tmp_path / "b", "model.tie=False"), "model.tie = 'False'"),  # recipe value
-        (["train", "--config", "nope"], "no recipe 'nope'"),  # recipe name
-        (["train", "--config", "ptb-small-tied", "--data-root", str(tmp_path / "nowhere")], "corpus 'ptb' not found"),  # data
+        (["train", "nope"], "no recipe 'nope'"),  # recipe name
+        (["train", "ptb-small-tied", "--data-root", str(tmp_path / "nowhere")], "corpus 'ptb' not found"),  # data
         (["compare", "ptb-small-tied", "--out", str(tmp_path / "none"), "--report-only"], "no finished run"),
     ]
     for args, message in cases:
@@ -101,8 +101,8 @@ def test_expected_errors_are_one_line_and_a_nonzero_exit(tiny_corpus_dir: Path, 
 def test_a_failed_start_creates_no_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for args in (
-        ["lm", "train", "--config", "ptb-small-tied", "--data-root", str(tmp_path / "nowhere")],
-        ["train", "--config", "ptb-small-tied", "train.bptt=0"],
+        ["lm", "train", "ptb-small-tied", "--data-root", str(tmp_path / "nowhere")],
+        ["train", "ptb-small-tied", "--set", "train.bptt=0"],
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 1
@@ -132,3 +132,47 @@ def test_the_library_core_works_without_the_extras(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder nothing can be created in: read-only by its mode, or (for root, whom modes do not
+    stop) a read-only system folder; skips where neither holds."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys"), Path("/proc/1")):
+        try:
+            (candidate / ".probe").mkdir()
+        except OSError:
+            return candidate
+        (candidate / ".probe").rmdir()
+    pytest.skip("no unwritable folder here")
+
+
+def test_output_paths_are_checked_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    for name in ("rep.md", "plot-valid-ppl.png", "tying-demo.csv"):  # folders where a report, a plot, the demo's CSV go
+        (tmp_path / "cmp" / name).mkdir(parents=True)
+    ro = _unwritable(tmp_path)
+    quick = ["--set", "train.epochs=1", "--set", "train.max_batches=1"]
+    cases = [
+        (["train", "demo-tied", "--out", "file"], "cannot write --out 'file': it is a file, not a folder"),
+        (["train", "demo-tied", "--out", "file/run"], "cannot write --out 'file/run': 'file' is a file, not a folder"),
+        (["train", "demo-tied", "--out", str(ro / "run")], f"cannot write --out {str(ro / 'run')!r}: {str(ro)!r} is not writable ("),
+        (["compare", "demo-tied", *quick, "--out", "file"], "cannot write --out 'file': it is a file, not a folder"),
+        (["compare", "demo-tied", *quick, "--out", "cmp", "--name", "rep"], "cannot write report 'cmp/rep.md': it is a folder, not a file"),
+        (["compare", "demo-tied", *quick, "--out", "cmp", "--name", "rep", "--report-only"], "cannot write report 'cmp/rep.md'"),
+        (["compare", "demo-tied", *quick, "--out", "cmp", "--name", "plot"], "cannot write plot 'cmp/plot-valid-ppl.png': it is a folder, not a file"),
+        (["compare", "demo-tied", *quick, "--out", "cmp2", "--doc", "cmp"], "cannot write --doc 'cmp': it is a folder, not a file"),
+        (["compare", "demo-tied", *quick, "--out", "cmp2", "--doc", str(ro / "R.md")], f"cannot write --doc {str(ro / 'R.md')!r}: {str(ro)!r} is not writable"),
+        (["demo", "--quick", "--out", "file"], "cannot write --out 'file': it is a file, not a folder"),
+        (["demo", "--quick", "--out", "cmp"], "cannot write report 'cmp/tying-demo.csv': it is a folder, not a file"),
+    ]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert "nothing was written" in result.stderr and "Traceback" not in result.output
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -46,7 +46,7 @@ def test_inspect_reads_safetensors_save_model_aliases(tmp_path: Path) -> None:
     save_model(m, str(tmp_path / "sm.safetensors"))
     out = runner.invoke(app, ["inspect", str(tmp_path / "sm.safetensors")], env={"COLUMNS": "200"}).output
     assert "safetensors save_model" in out
-    assert "1 alias groups" in out
+    assert "1 alias group: 1 state_dict entry stored once" in out  # singular counts
 
 
 def test_inspect_plain_file(tmp_path: Path) -> None:

@@ -5,7 +5,10 @@ input (not a translation model, no tokenizer, unreadable files, bad options) one
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,18 @@ def test_unreadable_inputs_and_bad_options_are_one_line_errors(translation_run: 
         result = _run(*args, input="A man.\n")
         assert result.exit_code == 1, (args, result.output)
         assert result.stderr.startswith("error: ") and message in result.stderr.replace("\n", " "), (args, result.stderr)
+
+
+def test_text_that_is_not_utf8_is_named_by_line_and_nothing_is_written(translation_run: Path, tmp_path: Path) -> None:
+    text = b"A man holds a ball.\nEin M\xe4dchen.\n"
+    out = tmp_path / "out.de"
+    # Through a process in Python's UTF-8 mode, where stdin hands undecodable bytes on as surrogates.
+    env = {**os.environ, "PYTHONUTF8": "1", "PYTHONPATH": str(Path(tying.__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "tying.cli.main", "translate", str(translation_run), "--output", str(out)]
+    proc = subprocess.run(args, input=text, capture_output=True, env=env, timeout=300)
+    expected = "is not UTF-8 text: line 2 (byte 25: invalid continuation byte); nothing was written\n"
+    assert proc.returncode == 1 and proc.stderr.decode() == f"error: standard input {expected}"
+    (tmp_path / "in.en").write_bytes(text)
+    result = _run(str(translation_run), "--input", str(tmp_path / "in.en"), "--output", str(out))
+    assert result.exit_code == 1 and result.stderr == f"error: input file {str(tmp_path / 'in.en')!r} {expected}"
+    assert not out.exists()

@@ -116,16 +116,30 @@ def test_subwords_come_from_train_only_and_are_cached_by_their_inputs(tmp_path: 
     assert len(calls) == 2 and len(list(tmp_path.glob("*.model"))) == 3
 
 
-def test_cache_goes_beside_writable_data_and_to_the_user_cache_otherwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_the_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TYING_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert subword_cache_dir() == tmp_path / "xdg" / "tying" / "subwords"
     monkeypatch.setenv("TYING_CACHE_DIR", str(tmp_path / "user"))
-    folder = _bitext_folder(tmp_path / "d")
-    assert subword_cache_dir(read_bitext(folder)) == folder / ".tying-subwords"
-    assert subword_cache_dir(builtin_bitext()) == tmp_path / "user" / "subwords"
-    os.chmod(folder, 0o555)  # no write bits: read-only even for root, who could write anyway
-    try:
-        assert subword_cache_dir(read_bitext(folder)) == tmp_path / "user" / "subwords"
-    finally:
-        os.chmod(folder, 0o755)
+    assert subword_cache_dir() == tmp_path / "user" / "subwords"
+
+
+def test_nothing_is_written_into_the_corpus_folder_writable_or_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TYING_CACHE_DIR", str(tmp_path / "user"))
+    base = builtin_bitext()
+    files = {f"{split}_{lang}": "\n".join(lines) + "\n" for split in ("train", "valid", "test") for lang, lines in (("en", base.source(split)), ("de", base.target(split)))}
+    # Read-only by its mode or not: root (as the tests run) could write into either, so what is
+    # checked is that nothing was, not that writing failed.
+    for mode in (0o755, 0o555):
+        folder = _write(tmp_path / f"corpus-{mode:o}", **files)
+        before = sorted(p.name for p in folder.rglob("*"))
+        os.chmod(folder, mode)
+        try:
+            train_subwords(read_bitext(folder), 100)
+        finally:
+            os.chmod(folder, 0o755)
+        assert sorted(p.name for p in folder.rglob("*")) == before
+    assert len(list((tmp_path / "user" / "subwords").glob("*.model"))) == 1  # one model for the same text, wherever it lies
 
 
 def test_impossible_vocabulary_sizes_are_named(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, 
 from tying.recipes.report import Row, columns, markdown, report_rows, unfinished, update_results_doc, write_report
 from tying.tasks.lm import DataNotFoundError, resolve_corpus
 from tying.training import Interrupted, Metric, Task, TrainConfig, register_task
+from tying.training.settings import changed_settings
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,16 +82,16 @@ def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_co
     doc.write_text("# Results\n\nIntro kept.\n\n<!-- tying compare: tiny -->\nstale\n<!-- end tying compare: tiny -->\n\nOutro kept.\n")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "0 of 2 run(s) already finished" in result.output
+    assert "0 of 2 runs already finished" in result.output
     files = ["tiny.md", "tiny.csv", "tiny-valid-ppl.png", "tiny-test-vs-params.png"]
     first = {f: (out / f).read_bytes() for f in files}
     text = doc.read_text()
     assert text.startswith("# Results\n\nIntro kept.\n\n<!-- tying compare: tiny -->\n### ptb-small-untied, ptb-small-tied\n")
     assert text.endswith("<!-- end tying compare: tiny -->\n\nOutro kept.\n") and "stale" not in text
-    assert "](../cmp/tiny-valid-ppl.png)" in text and "`tying train --config ptb-small-tied" in text
+    assert "](../cmp/tiny-valid-ppl.png)" in text and "`tying train ptb-small-tied --set " in text
 
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "2 of 2 run(s) already finished" in again.output
+    assert again.exit_code == 0 and "2 of 2 runs already finished" in again.output
     assert {f: (out / f).read_bytes() for f in files} == first and doc.read_text() == text
     report_only = runner.invoke(app, [*args, "--report-only"])
     assert report_only.exit_code == 0 and {f: (out / f).read_bytes() for f in files} == first
@@ -122,7 +123,7 @@ def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_
     assert result.exit_code == 0, result.output
     records = [read_metrics(out / n) for n in ("ptb-small-tied", "ptb-small-tied-seed1112", "ptb-small-tied-seed1113")]
     assert [r["recipe"]["train"]["seed"] for r in records] == [1111, 1112, 1113]
-    assert records[1]["command"].endswith("train.seed=1112")
+    assert "--set train.seed=1112 --out " in records[1]["command"]
     tests = [r["test"]["ppl"] for r in records]
     assert len(set(tests)) == 3
     cell = f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f}"
@@ -131,7 +132,7 @@ def test_seeds_report_mean_and_sd_beside_per_seed_values_and_resume(tiny_corpus_
     assert all(f"| {r['name']} | {r['recipe']['train']['seed']} | " in md for r in records)
     assert cell in result.output
     again = runner.invoke(app, args)
-    assert "3 of 3 run(s) already finished" in again.output
+    assert "3 of 3 runs already finished" in again.output
     # The test-vs-parameters plot draws each seed beside the mean ± sd (a stalled seed stays visible).
     drawn: list[list[float]] = []
     scatter = Axes.scatter
@@ -155,6 +156,7 @@ def test_committed_records_of_the_old_format_keep_their_numbers() -> None:
         assert new["valid"]["ppl"] == old["best_valid_ppl"] and new["test"] == {"ppl": old["test_ppl"], "loss": old["test_loss"]}
         assert new["tokens_per_s"] == old["tokens_per_s"] and new["wall_s"] == old["wall_s"] and new["history"] == old["history"]
         assert new["recipe"]["data"] == {"corpus": old["recipe"]["corpus"]} and new["data"] == old["corpus"]
+        assert old["recipe"]["train"]["max_batches"] is None and new["recipe"]["train"]["max_batches"] == 0  # "no cap", as today
         epochs = {"ptb-medium": 40, "ptb-small": 13, "wikitext-2-small": 13}[path.parent.parent.name]
         assert new["recipe"]["schedule_epochs"] == epochs
 
@@ -192,7 +194,7 @@ def test_a_partial_report_names_the_runs_not_finished(tmp_path: Path) -> None:
         (tmp_path / run.name / "metrics.json").write_text(json.dumps(_record(run.name)))
     rows, _ = write_report(runs, tmp_path, "T", report="r")
     assert unfinished(runs, tmp_path) == ["ptb-small-tied-seed1112"]
-    partial = "Partial: 1 run(s) not finished yet and not in the tables: ptb-small-tied-seed1112."
+    partial = "Partial: 1 run not finished yet and not in the tables: ptb-small-tied-seed1112."
     assert partial in (tmp_path / "r.md").read_text()
     doc = tmp_path / "R.md"
     update_results_doc(doc, "k", rows, tmp_path, "T", "r", unfinished(runs, tmp_path))
@@ -299,7 +301,7 @@ def test_a_run_interrupted_on_its_own_stops_new_launches(tmp_path: Path, monkeyp
     exits_130.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(exits_130))
     runs = expand_seeds([load_recipe("ptb-small-tied")], seeds=3)
-    with pytest.raises(Interrupted, match=r"\['ptb-small-tied', 'ptb-small-tied-seed1112'\] interrupted and saved resumable points"):
+    with pytest.raises(Interrupted, match=r"runs 'ptb-small-tied', 'ptb-small-tied-seed1112' interrupted and saved resumable points"):
         run_recipes(runs, tmp_path / "out", jobs=2)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ptb-small-tied", "ptb-small-tied-seed1112"]  # the third never started
 
@@ -314,9 +316,53 @@ def test_parallel_jobs_run_in_subprocesses_with_logs(tiny_corpus_dir: Path, tmp_
         record = read_metrics(out / name)
         recipe = name.removesuffix("-seed1112")
         assert record["name"] == name  # a second seed's record carries its run's name, as with --jobs 1
-        assert record["command"].startswith(f"tying train --config {recipe} ") and "--threads 1" in record["command"]
+        assert record["command"].startswith(f"tying train {recipe} --set ") and "--threads 1" in record["command"]
         assert ("--name" in record["command"]) == (name != recipe)
         log = (out / name / "train.log").read_text()
         assert f"{name}: " in log and re.search(r"epoch 1: batch (\d+)/\1 \| loss", log)  # progress lines in the log file
     listing = runner.invoke(app, ["lm", "list"], env={"COLUMNS": "200"})
     assert listing.exit_code == 0 and "ptb-small-tied-pr" in listing.output and "wikitext-2" in listing.output
+
+
+def test_compare_refuses_a_stored_run_of_other_settings_with_the_words_train_uses(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    base = ["compare", "digits-ae-tied", "--set", "train.epochs=1", "--out", str(out)]
+    assert runner.invoke(app, [*base, "--set", "train.lr=0.01"]).exit_code == 0
+    report = (out / "cmp.md").read_bytes()
+    refusal = (
+        f"error: {str(out)!r} holds 1 run trained with other settings than requested: digits-ae-tied "
+        "(train.lr: stored 0.01, requested 0.001); use another output folder, or delete its folder to train it again\n"
+    )
+    result = runner.invoke(app, [*base, "--set", "train.lr=0.001"])
+    assert result.exit_code == 1 and result.stderr == refusal
+    assert (out / "cmp.md").read_bytes() == report  # not reported as the lr-0.001 run
+    trained = runner.invoke(app, ["train", "digits-ae-tied", "--set", "train.epochs=1", "--set", "train.lr=0.001", "--out", str(out / "digits-ae-tied")])
+    assert trained.exit_code == 1 and "(train.lr: stored 0.01, requested 0.001); only train.epochs may change" in trained.stderr
+    only = runner.invoke(app, [*base, "--set", "train.lr=0.001", "--report-only"])
+    assert only.exit_code == 0
+    assert only.stderr.startswith("warning: run digits-ae-tied (train.lr: stored 0.01, requested 0.001) was trained with other settings")
+    more = runner.invoke(app, [*base[:-4], "--set", "train.epochs=2", "--set", "train.lr=0.01", "--out", str(out)])
+    assert more.exit_code == 0 and len(read_metrics(out / "digits-ae-tied")["history"]) == 2  # more epochs: resumed, not refused
+    (out / "digits-ae-tied" / "metrics.json").unlink()  # an unfinished run: its training state is compared
+    assert runner.invoke(app, [*base, "--set", "train.lr=0.001"]).stderr == refusal
+
+
+def test_changed_settings_ignore_epochs_and_keys_a_run_predates_at_their_defaults() -> None:
+    tables = load_recipe("digits-ae-tied", ["train.lr=0.001"]).tables
+    stored = {name: table.model_dump(mode="json") for name, table in tables.items()}
+    assert changed_settings(stored, tables) == []
+    stored["train"] = {**stored["train"], "epochs": 1, "lr": 0.01}
+    del stored["train"]["warmup_steps"]  # added after the run, at its default
+    assert changed_settings(stored, tables) == ["train.lr: stored 0.01, requested 0.001"]
+    assert changed_settings(stored, load_recipe("digits-ae-tied", ["train.lr=0.01", "train.warmup_steps=3"]).tables) == [
+        "train.warmup_steps: stored (not set), requested 3"
+    ]
+
+
+def test_reports_give_old_records_commands_in_todays_spelling_and_singular_counts() -> None:
+    old = "tying train --config ptb-small-tied train.seed=1112 --out results/x --name r --threads 1"
+    record = _record("r", command=old)
+    record["recipe"]["train"]["max_batches"] = 1
+    text = markdown([Row("r", [record])], "T", "x-")
+    assert "`tying train ptb-small-tied --set train.seed=1112 --out results/x --name r --threads 1` — 1 epoch, 1 batch each, " in text
+    assert report_rows([Row("r", [record])])[0][3] == "1, 1 batch each"

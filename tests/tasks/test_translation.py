@@ -170,7 +170,7 @@ def test_tying_train_names_bad_bitext_folders_in_one_line(tmp_path: Path) -> Non
         (uneven, r"train\.en' has 2 lines but '.*train\.de' has 1"),
         (tmp_path / "absent", r"bitext folder '.*absent' does not exist; it must hold \{train,valid,test\}\.\{en,de\}"),
     ]:
-        result = runner.invoke(app, ["train", "--config", "builtin-translation", f"data.corpus={str(corpus)!r}", "--out", str(tmp_path / "run")])
+        result = runner.invoke(app, ["train", "builtin-translation", "--set", f"data.corpus={str(corpus)!r}", "--out", str(tmp_path / "run")])
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert re.search(message, result.stderr.replace("\n", " ")), result.stderr
     assert not (tmp_path / "run").exists()  # nothing written before the data is read

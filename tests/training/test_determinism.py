@@ -20,7 +20,7 @@ TIMES = {"tokens_per_s", "train_s", "wall_s"}
 
 
 def _train(corpus: Path, out: Path, threads: int, env: dict[str, str] | None = None) -> dict:
-    args = ["train", "--config", "ptb-small-tied-pr", f"data.corpus={str(corpus)!r}", *TINY, "--out", str(out), "--threads", str(threads)]
+    args = ["train", "ptb-small-tied-pr", *(f"--set={s}" for s in (f"data.corpus={str(corpus)!r}", *TINY)), "--out", str(out), "--threads", str(threads)]
     proc = subprocess.run(
         [sys.executable, "-m", "tying.cli.main", *args],
         capture_output=True,

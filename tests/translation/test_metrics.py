@@ -30,3 +30,8 @@ def test_identical_text_scores_100_and_mismatched_lengths_are_named() -> None:
     assert perfect.bleu == pytest.approx(100.0) and perfect.chrf == pytest.approx(100.0)
     with pytest.raises(ValueError, match="2 hypotheses but 3 references"):
         corpus_scores(HYPOTHESES[:2], REFERENCES)
+
+
+def test_a_single_hypothesis_is_counted_in_the_singular() -> None:
+    with pytest.raises(ValueError, match="^1 hypothesis but 3 references; they must pair up line by line$"):
+        corpus_scores(HYPOTHESES[:1], REFERENCES)

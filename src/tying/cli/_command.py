@@ -19,9 +19,11 @@ def _word(value: object) -> str:
     return str(value)
 
 
-def invoked_command(ctx: typer.Context) -> str:
+def invoked_command(ctx: typer.Context, **values: Any) -> str:
     """``tying <command> [options that differ from their defaults]`` for a sub-command's context
-    (nested groups such as ``tying lm train`` included)."""
+    (nested groups such as ``tying lm train`` included); ``values`` replace parsed values by
+    parameter name (so a command given in a deprecated spelling is recorded in today's)."""
+    given = {**ctx.params, **values}
     names: list[str] = []
     c: Any = ctx
     while c.parent is not None:
@@ -29,14 +31,14 @@ def invoked_command(ctx: typer.Context) -> str:
         c = c.parent
     words = ["tying", *names]
     for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
+        value = given.get(param.name or "")
         if value is None or value == param.default or value in ((), []):
             continue
-        values = [_word(v) for v in value] if isinstance(value, (list, tuple)) else [_word(value)]
+        shown = [_word(v) for v in value] if isinstance(value, (list, tuple)) else [_word(value)]
         if param.param_type_name == "argument":
-            words += values
+            words += shown
         elif getattr(param, "is_flag", False):
             words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
         else:
-            words += [w for v in values for w in (param.opts[0], v)]
+            words += [w for v in shown for w in (param.opts[0], v)]
     return shlex.join(words)

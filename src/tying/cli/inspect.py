@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tying._text import plural
 from tying.checkpoint import CheckpointInfo, read_checkpoint
 from tying.discovery import format_bytes
 from tying.errors import CheckpointError
@@ -31,7 +32,7 @@ def render(info: CheckpointInfo, console: Console) -> None:
         f"format: {_FORMATS[info.format]}\n"
         f"file: {info.file_size:,} bytes = 8 + header {info.header_size:,} + tensors {stored:,}"
     )
-    tensors = Table(title=f"{len(info.tensors)} stored tensors", title_justify="left")
+    tensors = Table(title=f"{plural(len(info.tensors), 'stored tensor')}", title_justify="left")
     for col, justify in (("name", "left"), ("dtype", "left"), ("shape", "left"), ("size", "right"), ("read as", "left")):
         tensors.add_column(col, justify=justify)  # type: ignore[arg-type]
     readers: dict[str, list[str]] = {}
@@ -44,7 +45,7 @@ def render(info: CheckpointInfo, console: Console) -> None:
     console.print(tensors)
 
     if info.spec is not None and info.spec.ties:
-        table = Table(title=f"{len(info.spec.groups())} declared tie groups", title_justify="left")
+        table = Table(title=f"{plural(len(info.spec.groups()), 'declared tie group')}", title_justify="left")
         for col in ("source (stored)", "computed by", "targets", "transform"):
             table.add_column(col)
         for source, ties in info.spec.groups().items():
@@ -55,7 +56,7 @@ def render(info: CheckpointInfo, console: Console) -> None:
     groups = info.groups()
     if groups:
         saved = sum(next(t.nbytes for t in info.tensors if t.name == g[0]) * (len(g) - 1) for g in groups)
-        console.print(f"{len(groups)} alias groups: {len(info.aliases)} state_dict entries stored once, {format_bytes(saved)} not written")
+        console.print(f"{plural(len(groups), 'alias group')}: {plural(len(info.aliases), 'state_dict entry', 'state_dict entries')} stored once, {format_bytes(saved)} not written")
     elif info.format == "plain":
         console.print("no alias information: every state_dict entry is stored separately")
 
@@ -85,7 +86,7 @@ def render_pretrained(info: PretrainedInfo, console: Console) -> None:
             escape(f"class tied-weights keys (transformers {info.transformers_version}): {info.class_keys!r}"), highlight=False
         )
         if info.ties:
-            table = Table(title=f"{len(info.ties)} declared ties vs the files", title_justify="left")
+            table = Table(title=f"{plural(len(info.ties), 'declared tie')} vs the files", title_justify="left")
             for col in ("target", "source", "in the files"):
                 table.add_column(col)
             for t in info.ties:
@@ -98,13 +99,14 @@ def render_pretrained(info: PretrainedInfo, console: Console) -> None:
                 console.print(escape(f"{label}: {', '.join(keys)}"), highlight=False)
     for f in info.files:
         stored = sum(t.nbytes for t in f.tensors)
-        console.print(escape(f"{f.path.name}: {len(f.tensors)} tensors, {format_bytes(stored)}, {_FORMATS[f.format]}"), highlight=False)
+        console.print(escape(f"{f.path.name}: {plural(len(f.tensors), 'tensor')}, {format_bytes(stored)}, {_FORMATS[f.format]}"), highlight=False)
 
 
 def inspect_file(
     file: Annotated[
         Path,
         typer.Argument(
+            metavar="PATH",
             help="A .safetensors file (tying.save, safetensors save_model, or plain) or a transformers save_pretrained folder."
         ),
     ],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 import tying
+from tying.cli._help import Command, Group
 from tying.cli.bench import bench
 from tying.cli.compare import compare
 from tying.cli.demo import demo
@@ -19,6 +21,7 @@ app = typer.Typer(
     help="Weight tying for PyTorch: train tied vs untied models, inspect tied checkpoints.",
     no_args_is_help=True,
     add_completion=False,
+    cls=Group,
 )
 
 
@@ -35,14 +38,13 @@ def _main(
     """Weight tying for PyTorch: train tied vs untied models, inspect tied checkpoints."""
 
 
-app.command("demo")(demo)
-app.command("train")(train)
-app.command("compare")(compare)
-app.command("list")(list_recipes)
-app.command("inspect")(inspect_file)
+#: The sub-commands, in the order ``tying --help`` lists them (``tying lm`` after them).
+COMMANDS: dict[str, Callable[..., None]] = {
+    "demo": demo, "train": train, "compare": compare, "list": list_recipes, "inspect": inspect_file, "bench": bench, "translate": translate_command,
+}  # fmt: skip
+for name, command in COMMANDS.items():
+    app.command(name, cls=Command)(command)
 app.add_typer(lm_app, name="lm")
-app.command("bench")(bench)
-app.command("translate")(translate_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -13,9 +13,9 @@ models; :func:`train_subwords` defaults to joint for every mode, so that the mod
 equal vocabularies and differ only in their ties.
 
 Trained models are cached by a SHA-256 of everything that determines them (the training text,
-the options, the SentencePiece version), in a ``.tying-subwords`` folder beside the data when it
-is writable, else in the user cache (:func:`tying.data.default_cache_dir`), and written
-atomically; a second call with the same inputs loads in milliseconds.
+the options, the SentencePiece version), in the user cache (:func:`subword_cache_dir`), never
+beside the data: a corpus folder may be read-only or shared, and is left as it was. They are
+written atomically; a second call with the same inputs loads in milliseconds.
 """
 
 from __future__ import annotations
@@ -93,15 +93,9 @@ class Subwords:
         return self._tgt.decode([[i for i in seq if i > EOS_ID] for seq in ids])
 
 
-def subword_cache_dir(bitext: Bitext) -> Path:
-    """``<data folder>/.tying-subwords`` when the bitext was read from a writable folder, else
-    ``<user cache>/subwords`` (a read-only data folder, the built-in corpus).
-
-    A folder without write permission bits counts as read-only even for root, who could write
-    there anyway: shared data is protected by its mode, and nothing is added to it."""
-    folder = Path(bitext.name)
-    if folder.is_dir() and folder.stat().st_mode & 0o222 and os.access(folder, os.W_OK | os.X_OK):
-        return folder / ".tying-subwords"
+def subword_cache_dir() -> Path:
+    """``<user cache>/subwords``: ``$TYING_CACHE_DIR/subwords``, else under ``$XDG_CACHE_HOME/tying``,
+    else under ``~/.cache/tying`` (:func:`tying.data.default_cache_dir`)."""
     return default_cache_dir() / "subwords"
 
 
@@ -150,13 +144,13 @@ def train_subwords(
 
     ``joint=True`` learns one vocabulary from both languages' training text (needed for three-way
     and joint tying); ``joint=False`` one per language. ``cache_dir`` defaults to
-    :func:`subword_cache_dir`.
+    :func:`subword_cache_dir` (one cache for every corpus: a model is found by its inputs).
     """
     if vocab_size < 8:
         raise ValueError(f"vocab_size must be at least 8 (4 special pieces and some text), got {vocab_size}")
     if model_type not in ("unigram", "bpe"):
         raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
-    cache = Path(cache_dir) if cache_dir is not None else subword_cache_dir(bitext)
+    cache = Path(cache_dir) if cache_dir is not None else subword_cache_dir()
     options: dict[str, object] = {"vocab_size": vocab_size, "model_type": model_type}
     src, tgt = bitext.source("train"), bitext.target("train")
     if joint:

@@ -41,7 +41,9 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from rich.table import Table
 
 from tying._io import atomic_write_text
-from tying.recipes.run import Run, read_metrics
+from tying._text import plural
+from tying.recipes.run import Run, current_command, read_metrics
+from tying.recipes.terminal import name_table
 from tying.training.task import Metric, ReportFigure, get_task
 
 __all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "unfinished", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
@@ -146,14 +148,17 @@ def _shortened(record: dict[str, Any]) -> bool:
     return record["recipe"]["train"]["epochs"] < record["recipe"]["schedule_epochs"]
 
 
-def _epochs(record: dict[str, Any], noun: str = "") -> str:
-    """``"13"``, or ``"2 of 40 (shortened)"`` for a run on a shortened schedule (``noun``
-    inserted after the numbers: ``"2 of 40 epochs (shortened)"``), and the cap on batches per
-    epoch if there is one (``"4, 250 batches each"``)."""
+def _epochs(record: dict[str, Any], words: bool = False) -> str:
+    """``"13"``, or ``"2 of 40 (shortened)"`` for a run on a shortened schedule (with ``words``:
+    ``"1 epoch"``, ``"2 of 40 epochs (shortened)"``), and the cap on batches per epoch if there
+    is one (``"4, 250 batches each"``)."""
     trained, schedule = len(record["history"]), record["recipe"]["schedule_epochs"]
-    text = f"{trained} of {schedule}{noun} (shortened)" if _shortened(record) else f"{trained}{noun}"
+    if _shortened(record):
+        text = f"{trained} of {plural(schedule, 'epoch') if words else schedule} (shortened)"
+    else:
+        text = plural(trained, "epoch") if words else str(trained)
     cap = record["recipe"]["train"].get("max_batches")
-    return f"{text}, {cap} batches each" if cap else text
+    return f"{text}, {plural(cap, 'batch', 'batches')} each" if cap else text
 
 
 def report_rows(rows: Sequence[Row]) -> list[list[str]]:
@@ -209,20 +214,9 @@ def _per_seed(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
 
 def rich_table(rows: Sequence[Row], title: str | None = None) -> list[Table]:
     """The report's table(s) for the terminal: the comparison, and the per-seed values if any."""
-    table = Table(title=title)
-    for i, column in enumerate(columns(rows)):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for cells in report_rows(rows):
-        table.add_row(*cells)
+    table = name_table(columns(rows), report_rows(rows), title)
     heads, body = _per_seed(rows)
-    if not body:
-        return [table]
-    seeds = Table(title="per seed")
-    for i, column in enumerate(heads):
-        seeds.add_column(column, justify="left" if i == 0 else "right")
-    for cells in body:
-        seeds.add_row(*cells)
-    return [table, seeds]
+    return [table, name_table(heads, body, "per seed")] if body else [table]
 
 
 def _against_paper(rows: Sequence[Row], metric: Metric) -> str:
@@ -273,7 +267,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
     metrics = _metrics(rows)
     lines = [f"### {title}", ""]
     if missing:
-        lines += [f"Partial: {len(missing)} run(s) not finished yet and not in the tables: {', '.join(missing)}.", ""]
+        lines += [f"Partial: {plural(len(missing), 'run')} not finished yet and not in the tables: {', '.join(missing)}.", ""]
     lines += [*_md_table(columns(rows), report_rows(rows)), ""]
     heads, body = _per_seed(rows)
     if body:
@@ -303,7 +297,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
         for r in row.records:
             sources = {r["recipe"]["paper"].get("source")} - {None}
             lines.append(
-                f"- **{r['name']}**: {r['recipe']['description']}. `{r['command']}` — {_epochs(r, ' epochs')}, "
+                f"- **{r['name']}**: {r['recipe']['description']}. `{current_command(r['command'])}` — {_epochs(r, words=True)}, "
                 f"{_duration(r['wall_s'])} training+validation, finished {r['finished']} on {r['machine']}"
                 + (f"; code: {r['code']}" if "code" in r else "")
                 + (f". Paper: {', '.join(sorted(sources))}." if sources else ".")

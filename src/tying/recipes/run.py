@@ -34,8 +34,11 @@ from rich.console import Console
 import tying
 from tying._io import atomic_write_text
 from tying.machine import describe_code, describe_machine
-from tying.recipes.config import Recipe, builtin_recipes, load_recipe
-from tying.training.trainer import Interrupted, Trainer
+from tying._text import plural
+from tying.recipes.config import Recipe, RecipeError, builtin_recipes, load_recipe
+from tying.training.settings import changed_settings
+from tying.training.state import read_train_state
+from tying.training.trainer import STATE_FILE, Interrupted, Trainer
 
 __all__ = [
     "METRICS_FILE",
@@ -49,7 +52,9 @@ __all__ = [
     "upgrade_record",
     "train_command",
     "expand_seeds",
+    "changed_runs",
     "run_recipes",
+    "current_command",
 ]
 
 METRICS_FILE = "metrics.json"
@@ -109,7 +114,7 @@ def train_recipe(
     model = task.build_model(data)
     counts = tying.summary(model)
     if console is not None and rank == 0:
-        console.rule(f"{name or recipe.name}: {counts.unique_parameters:,} unique parameters")
+        console.rule(f"{name or recipe.name}: {plural(counts.unique_parameters, 'unique parameter')}")
     started = time.time()
     result = Trainer(task, model, data, out, console=console, progress_every=progress_every).fit(resume=resume)
     record = {
@@ -162,7 +167,8 @@ def read_metrics(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     """A record in format 2. Format 1 (no ``"format"`` key: tying 0.1's language-model runs)
-    is converted, numbers unchanged: ``corpus`` becomes ``data`` (and the recipe's ``data.corpus``),
+    is converted, numbers unchanged: ``corpus`` becomes ``data`` (and the recipe's ``data.corpus``;
+    ``train.max_batches = null``, no cap, becomes 0),
     ``best_valid_ppl``/``test_ppl``/``test_loss`` become the ``valid``/``test`` dicts, and the
     recipe's schedule is its built-in file's ``train.epochs`` where an override changed it."""
     if record.get("format") == FORMAT:
@@ -173,6 +179,8 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     recipe = dict(r["recipe"])
     recipe["data"] = {"corpus": recipe.pop("corpus")}
     recipe["task"] = "lm"
+    if recipe["train"].get("max_batches", 0) is None:  # 0.1's "no cap" is today's 0
+        recipe["train"] = {**recipe["train"], "max_batches": 0}
     epochs = recipe["train"]["epochs"]
     if any(o.startswith("train.epochs=") for o in recipe.get("overrides", [])):
         builtin = builtin_recipes().get(Path(recipe["source"]).stem)
@@ -199,12 +207,40 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
 def train_command(run: Run, out: Path, data_root: str | os.PathLike[str] | None = None) -> list[str]:
     """The ``tying train`` words that run ``run`` into ``out`` (how a run is launched in a
     subprocess, and the command its record shows)."""
-    words = ["tying", "train", "--config", _recipe_ref(run.recipe), "--out", str(out)]
+    words = ["tying", "train", _recipe_ref(run.recipe), *(w for o in run.recipe.overrides for w in ("--set", o)), "--out", str(out)]
     if run.name != run.recipe.name:  # another seed's run: its record carries the run's name
         words += ["--name", run.name]
     if data_root is not None:
         words += ["--data-root", str(data_root)]
-    return words + list(run.recipe.overrides)
+    return words
+
+
+#: Options of ``tying train`` that take a value (the rest are flags), for :func:`current_command`.
+_VALUED = {"--config", "-c", "--set", "--out", "--name", "--data-root", "--threads", "--progress-every"}
+
+
+def current_command(command: str) -> str:
+    """A recorded ``tying train`` command in today's spelling: records written before tying 0.2
+    name the recipe with ``--config NAME`` and give overrides as bare ``KEY=VALUE`` words, which
+    become ``NAME`` and ``--set KEY=VALUE``. Other commands are returned unchanged."""
+    words = shlex.split(command)
+    start = 3 if words[:3] == ["tying", "lm", "train"] else 2
+    if words[start - 1 : start] != ["train"] or words[0] != "tying" or not {"--config", "-c"} & set(words):
+        return command
+    recipe, sets, rest = [], [], []
+    i = start
+    while i < len(words):
+        word = words[i]
+        if word in ("--config", "-c"):
+            recipe.append(words[i + 1])
+        elif word in _VALUED:
+            rest += words[i : i + 2]
+        elif word.startswith("-"):  # a flag
+            rest.append(word)
+        else:
+            sets += ["--set", word]
+        i += 2 if word in _VALUED else 1
+    return shlex.join([*words[:start], *recipe, *sets, *rest])
 
 
 def _recipe_ref(recipe: Recipe) -> str:
@@ -227,6 +263,31 @@ def expand_seeds(recipes: Sequence[Recipe], seeds: int = 1) -> list[Run]:
     return runs
 
 
+def _stored_settings(folder: Path) -> dict[str, Any] | None:
+    """The tables a run in ``folder`` was trained with: its record's when it finished, else its
+    training state's (an interrupted run); None when nothing was trained there."""
+    record = read_metrics(folder)
+    if record is not None:
+        if not isinstance(record.get("recipe"), dict):
+            raise RecordError(f"{str(folder / METRICS_FILE)!r}: incomplete metrics record (no 'recipe'); delete it to train the run again")
+        return dict(record["recipe"])
+    state = folder / STATE_FILE
+    return read_train_state(state).config if state.is_file() else None
+
+
+def changed_runs(runs: Sequence[Run], out: str | os.PathLike[str]) -> list[str]:
+    """The runs among ``runs`` stored in ``out/<run name>`` with other settings than their
+    recipes ask for, each as ``"<name> (train.lr: stored 0.01, requested 0.001)"``: the check
+    ``tying train`` makes before resuming (:func:`tying.training.settings.changed_settings`)."""
+    changed = []
+    for run in runs:
+        stored = _stored_settings(Path(out) / run.name)
+        differences = [] if stored is None else changed_settings(stored, run.recipe.tables)
+        if differences:
+            changed.append(f"{run.name} ({'; '.join(differences)})")
+    return changed
+
+
 def _pending(run: Run, out: Path) -> bool:
     """Not finished, or finished with fewer epochs than asked (resuming extends it)."""
     record = read_metrics(out / run.name)
@@ -246,10 +307,16 @@ def run_recipes(
     ``cpu_count // jobs`` torch threads and its output in ``out/<name>/train.log``.
     Ctrl-C (or SIGINT) lets the running runs save a resumable point and raises :class:`Interrupted`."""
     out = Path(out)
+    changed = changed_runs(runs, out)
+    if changed:  # reusing them would report (or resume) runs of other settings under these recipes' names
+        raise RecipeError(
+            f"{str(out)!r} holds {plural(len(changed), 'run')} trained with other settings than requested: {', '.join(changed)}; "
+            f"use another output folder, or delete {'its folder to train it' if len(changed) == 1 else 'their folders to train them'} again"
+        )
     pending = [r for r in runs if _pending(r, out)]
     if console is not None:
         done = len(runs) - len(pending)
-        console.print(f"{done} of {len(runs)} run(s) already finished in {str(out)!r}; {len(pending)} to train", highlight=False)
+        console.print(f"{done} of {plural(len(runs), 'run')} already finished in {str(out)!r}; {len(pending)} to train", highlight=False)
     if jobs > 1:
         _run_parallel(pending, out, jobs, data_root, console)
         return
@@ -285,7 +352,7 @@ def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os
                 log = open(folder / "train.log", "ab")  # noqa: SIM115 (closed when the process ends)
                 proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "120"})
                 running.append((run, proc, log))
-                say(f"started {run.name} (pid {proc.pid}, {threads} thread(s)): log {str(folder / 'train.log')!r}")
+                say(f"started {run.name} (pid {proc.pid}, {plural(threads, 'thread')}): log {str(folder / 'train.log')!r}")
             finished = [item for item in running if item[1].poll() is not None]
             if not finished:
                 time.sleep(1)
@@ -305,9 +372,14 @@ def _run_parallel(runs: Sequence[Run], out: Path, jobs: int, data_root: str | os
         for _, proc, log in running:
             proc.wait()
             log.close()
-        raise Interrupted(f"interrupted; {len(running)} running run(s) saved resumable points in {str(out)!r}") from None
+        raise Interrupted(f"interrupted; {plural(len(running), 'running run')} saved resumable points in {str(out)!r}") from None
     if interrupted:
-        also = f"; run(s) {failed} failed (see train.log in their folders)" if failed else ""
-        raise Interrupted(f"run(s) {interrupted} interrupted and saved resumable points in {str(out)!r}{also}")
+        also = f"; {_runs(failed)} failed (see train.log in their folders)" if failed else ""
+        raise Interrupted(f"{_runs(interrupted)} interrupted and saved resumable points in {str(out)!r}{also}")
     if failed:
-        raise RunFailedError(f"run(s) {failed} failed; see train.log in their folders under {str(out)!r}")
+        raise RunFailedError(f"{_runs(failed)} failed; see train.log in their folders under {str(out)!r}")
+
+
+def _runs(names: list[str]) -> str:
+    """``run 'a'`` or ``runs 'a', 'b'``."""
+    return f"{'run' if len(names) == 1 else 'runs'} {', '.join(map(repr, names))}"

@@ -47,6 +47,7 @@ import tying
 import tying.distributed
 from tying.errors import CheckpointError
 from tying.training.config import build_optimizer, next_lr, step_lr
+from tying.training.settings import changed_settings
 from tying.training.state import TrainState, read_train_state, save_train_state
 from tying.training.task import StepOutput, Task
 
@@ -376,13 +377,7 @@ class Trainer:
         saved = read_train_state(self.checkpoint_dir / STATE_FILE)
         if saved.state.model_file is None:
             raise CheckpointError(f"{str(self.checkpoint_dir / STATE_FILE)!r} names no model checkpoint")
-        mine, theirs = self._settings(), saved.config
-        changed = [
-            f"{t}.{k}={theirs.get(t, {}).get(k)!r}, now {v!r}"
-            for t, table in mine.items()
-            for k, v in table.items()
-            if (t, k) != ("train", "epochs") and theirs.get(t, {}).get(k) != v
-        ]
+        changed = changed_settings(saved.config, self.task.config)
         if changed:
             raise CheckpointError(
                 f"cannot resume from {str(self.checkpoint_dir)!r}: its run used different settings ({'; '.join(changed)}); "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tying._text import plural
+
 __all__ = ["CorpusScores", "corpus_scores", "signatures"]
 
 
@@ -31,7 +33,9 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> CorpusScores:
     except ImportError as exc:
         raise ImportError("BLEU and chrF need sacrebleu: pip install 'tying[experiments]'") from exc
     if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses):,} hypotheses but {len(references):,} references; they must pair up line by line")
+        raise ValueError(
+            f"{plural(len(hypotheses), 'hypothesis', 'hypotheses')} but {plural(len(references), 'reference')}; they must pair up line by line"
+        )
     bleu, chrf = BLEU(), CHRF()
     b, c = bleu.corpus_score(hypotheses, [references]), chrf.corpus_score(hypotheses, [references])
     return CorpusScores(b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()))
