@@ -40,18 +40,10 @@ from torch import nn
 from tying.checkpoint import CheckpointInfo, read_checkpoint
 from tying.core import check_tie, declare
 from tying.errors import CheckpointError
+from tying.integrations import register_initialiser
 from tying.spec import Tie, get_spec
 
-__all__ = [
-    "declared_ties",
-    "declare_ties",
-    "read_pretrained",
-    "PretrainedInfo",
-    "DeclaredTie",
-    "VOCAB_BUFFERS",
-    "vocab_config_entries",
-    "own_initialiser",
-]
+__all__ = ["declared_ties", "declare_ties", "read_pretrained", "PretrainedInfo", "DeclaredTie", "VOCAB_BUFFERS", "vocab_config_entries"]
 
 
 # --------------------------------------------------------------------------- live models
@@ -356,13 +348,17 @@ def vocab_config_entries(model: nn.Module, old_size: int) -> tuple[list[tuple[ob
 # --------------------------------------------------------------------------- initialisation
 
 
-def own_initialiser(model: nn.Module) -> Callable[[], None] | None:
+def _own_initialiser(model: nn.Module) -> Callable[[], None] | None:
     """The whole-model initialisation of a transformers >= 5 model (``initialize_weights``: each
     module's ``_init_weights``, children before parents, sub-models with their own, and the
     non-persistent buffers such as rotary ``inv_freq`` and ``position_ids`` re-computed), or
-    ``None`` for any other model. Used by :func:`tying.materialize` with ``init=True``."""
+    ``None`` for any other model. Used by :func:`tying.materialize` with ``init=True``
+    (registered with :mod:`tying.integrations`)."""
     transformers = sys.modules.get("transformers")
     if transformers is None or not isinstance(model, transformers.PreTrainedModel):
         return None
     initialize = getattr(model, "initialize_weights", None)
     return initialize if callable(initialize) else None
+
+
+register_initialiser(_own_initialiser)

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from tying._paths import resolve, unwrap
-from tying.discovery import summary
+from tying.accounting import summary
 from tying.spec import get_spec
 
 __all__ = ["unique_parameters", "count_parameters", "param_groups"]

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tying.accounting import format_bytes
 from tying.checkpoint import CheckpointInfo, read_checkpoint
-from tying.discovery import format_bytes
 from tying.errors import CheckpointError
 from tying.hf import PretrainedInfo, read_pretrained
 
