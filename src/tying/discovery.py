@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tying._paths import PARAMETRIZED_KEY, logical_path, parametrization_list, unwrap
 from tying._unionfind import UnionFind
-from tying.transforms import is_tying_parametrization
+from tying.transforms import held_transform
 
 __all__ = ["TieMember", "TieGroup", "find_ties"]
 
@@ -54,9 +54,9 @@ def _via(key: str, model: nn.Module) -> str:
     if match is None:
         return "parameter"
     owner = model.get_submodule(match.group("owner") or "")
-    transform = is_tying_parametrization(owner, match.group("name"))
+    transform = held_transform(owner, match.group("name"))
     if not match.group("index") and transform is not None:
-        return transform
+        return str(transform.name)
     return "parametrization:" + "+".join(type(p).__name__ for p in parametrization_list(owner, match.group("name")))
 
 

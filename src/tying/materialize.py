@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from tying._paths import registrations, unwrap
-from tying.core import plain_sources, retie
+from tying.core import retie
 from tying.errors import TieError
+from tying.graph import plain_sources
 from tying.integrations import own_initialiser
 from tying.spec import get_spec
 
