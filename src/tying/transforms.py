@@ -6,8 +6,9 @@ parametrization whose ``original`` is the source Parameter itself, so the gradie
 reaches one leaf. Each transform is one :class:`TieTransform` subclass, registered by name
 (:func:`register`): its forward map and inverse, its shape rule, the parameters a checkpoint
 records for it, and the words messages use for it. The spec, the tie checks, discovery,
-checkpoints and resizing look transforms up here and nowhere else, so adding one touches this
-module only. Today there is one, ``"transpose"`` (:math:`W_t = W_s^\top`, tied autoencoders).
+checkpoints and resizing look transforms up here and nowhere else, so a new transform is one
+class in this module (declared with :func:`tying.core.tie_transformed`, or a call of its own).
+Today there is one, ``"transpose"`` (:math:`W_t = W_s^\top`, tied autoencoders).
 
 Weight normalization of a tie group (:data:`SOURCE_PARAMETRIZATIONS`) is not a transform: it
 computes the *source* of a group from several originals, and every member reads it.
