@@ -465,6 +465,22 @@ def test_import_tying_without_transformers(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+
+def test_materialize_finds_the_transformers_initialiser_without_importing_tying_hf() -> None:
+    """The core never imports tying.hf; materialize loads it once transformers is loaded, so a
+    transformers model gets its own initialise_weights (which alone re-creates the rotary buffers)."""
+    code = (
+        "import sys, torch, transformers, tying\n"
+        "assert 'tying.hf' not in sys.modules\n"
+        f"config = transformers.LlamaConfig(**{_DEC!r})\n"
+        "with torch.device('meta'):\n"
+        "    model = transformers.LlamaForCausalLM(config)\n"
+        "tying.materialize(model, 'cpu')\n"
+        "assert 'tying.hf' in sys.modules\n"
+        "assert tying.hf.declared_ties(model) == {'lm_head.weight': 'model.embed_tokens.weight'}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
 # Architectures whose meta build lost non-persistent buffers (rotary inv_freq, position_ids,
 # token_type_ids) on the default materialize path before tying used the model's own initialiser.
 _ENC = dict(num_hidden_layers=1, hidden_size=D, num_attention_heads=2, intermediate_size=32, vocab_size=V, max_position_embeddings=32)

@@ -10,11 +10,21 @@ Weight tying shares one matrix between an LM's input embedding and output classi
 translation model's source/target embeddings and its output layer, across layers (ALBERT;
 :func:`share_layers` for the strategies of Takase & Kiyono 2021, arXiv 2104.06022), or
 transposed between an autoencoder's encoder and decoder.
+
+The public API is what this module exports (and :mod:`tying.hf`, :mod:`tying.distributed`,
+:mod:`tying.nn`, :mod:`tying.functional`). Convention: a submodule's ``__all__`` lists only
+public names; its other names without a leading underscore are internal helpers shared between
+tying's own modules, and an underscore name is never imported from another module.
 """
 
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from tying.accounting import Summary, SummaryRow, summary
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
 from tying.core import retie, tie, tie_transposed, untie, weight_norm
-from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
+from tying.discovery import TieGroup, TieMember, find_ties
 from tying.errors import CheckpointError, TieError, TieVerificationError
 from tying.materialize import empty_parameters, materialize
 from tying.optim import count_parameters, param_groups, unique_parameters
@@ -25,6 +35,15 @@ from tying.verification import BrokenTie, TieReport, verify
 from tying.transforms import Transpose
 
 __version__ = "0.1.0"
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute of tying
+
+    def __getattr__(name: str) -> ModuleType:
+        # ``tying.hf`` after a bare ``import tying``, as when the core imported it, which it no
+        # longer does (:mod:`tying.integrations`).
+        if name == "hf":
+            return importlib.import_module("tying.hf")
+        raise AttributeError(f"module 'tying' has no attribute {name!r}")
 
 __all__ = [
     "BrokenTie",

@@ -15,7 +15,7 @@ from torch.nn.utils import parametrize
 from tying.errors import TieError
 
 # ``a.b.parametrizations.weight.original`` (one tensor) or ``...original0`` (several).
-_PARAMETRIZED_KEY = re.compile(r"^(?:(?P<owner>.+)\.)?parametrizations\.(?P<name>[^.]+)\.original(?P<index>\d*)$")
+PARAMETRIZED_KEY = re.compile(r"^(?:(?P<owner>.+)\.)?parametrizations\.(?P<name>[^.]+)\.original(?P<index>\d*)$")
 
 
 @dataclass
@@ -58,7 +58,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def logical_path(key: str, model: nn.Module) -> str:
     """The path a user writes for a ``named_parameters``/``state_dict`` key: a single-tensor
     parametrization's ``m.parametrizations.weight.original`` reads as ``m.weight``."""
-    match = _PARAMETRIZED_KEY.match(key)
+    match = PARAMETRIZED_KEY.match(key)
     if match is None or match.group("index"):
         return key
     owner = match.group("owner")

@@ -1,19 +1,18 @@
-"""Finding the ties a model actually holds, and counting what they save."""
+"""Finding the ties a model actually holds (:mod:`tying.accounting` counts what they save)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from tying._paths import _PARAMETRIZED_KEY, logical_path, parametrization_list, unwrap
+from tying._paths import PARAMETRIZED_KEY, logical_path, parametrization_list, unwrap
 from tying._unionfind import UnionFind
-from tying.sharing import summary_lines
-from tying.transforms import is_tying_parametrization
+from tying.transforms import held_transform
 
-__all__ = ["TieMember", "TieGroup", "find_ties", "Summary", "SummaryRow", "summary", "format_bytes"]
+__all__ = ["TieMember", "TieGroup", "find_ties"]
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,13 @@ class TieGroup:
 
 
 def _via(key: str, model: nn.Module) -> str:
-    match = _PARAMETRIZED_KEY.match(key)
+    match = PARAMETRIZED_KEY.match(key)
     if match is None:
         return "parameter"
     owner = model.get_submodule(match.group("owner") or "")
-    transform = is_tying_parametrization(owner, match.group("name"))
+    transform = held_transform(owner, match.group("name"))
     if not match.group("index") and transform is not None:
-        return transform
+        return str(transform.name)
     return "parametrization:" + "+".join(type(p).__name__ for p in parametrization_list(owner, match.group("name")))
 
 
@@ -148,7 +147,7 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
 
 
 def _shape_as_read(key: str, p: torch.Tensor, model: nn.Module) -> torch.Size:
-    match = _PARAMETRIZED_KEY.match(key)
+    match = PARAMETRIZED_KEY.match(key)
     if match is None or match.group("index"):
         return p.shape
     owner = model.get_submodule(match.group("owner") or "")
@@ -168,93 +167,3 @@ def _union_bytes(params: list[torch.Tensor]) -> int:
         else:
             total, lo, hi = total + hi - lo, a, b
     return total + hi - lo
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """One tie group in a :class:`Summary`."""
-
-    paths: tuple[str, ...]
-    vias: tuple[str, ...]
-    shape: tuple[int, ...]
-    numel: int
-    bytes_saved: int
-
-
-@dataclass
-class Summary:
-    """Parameter accounting of a model with ties (see :func:`summary`)."""
-
-    total_parameters: int
-    unique_parameters: int
-    total_bytes: int
-    unique_bytes: int
-    rows: list[SummaryRow] = field(default_factory=list)
-    #: One line per layer list shared across depth (:func:`tying.share_layers`): layer -> set.
-    sharing: list[str] = field(default_factory=list)
-
-    @property
-    def bytes_saved(self) -> int:
-        return self.total_bytes - self.unique_bytes
-
-    def __str__(self) -> str:
-        header = ("group", "paths", "shape", "numel", "saved")
-        body = [
-            (
-                str(i),
-                ", ".join(p if v == "parameter" else f"{p} ({v})" for p, v in zip(r.paths, r.vias, strict=True)),
-                "x".join(map(str, r.shape)),
-                f"{r.numel:,}",
-                format_bytes(r.bytes_saved),
-            )
-            for i, r in enumerate(self.rows, 1)
-        ]
-        lines = []
-        if body:
-            widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-            fmt = lambda row: "  ".join(  # noqa: E731
-                cell.rjust(w) if c in (0, 3, 4) else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-            lines += [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, body), ""]
-        else:
-            lines += ["no tied parameters", ""]
-        lines += [
-            f"parameters (with duplicates, as in state_dict): {self.total_parameters:,}",
-            f"unique parameters:                              {self.unique_parameters:,}",
-            f"bytes saved by tying:                           {format_bytes(self.bytes_saved)}",
-            *self.sharing,
-        ]
-        return "\n".join(lines)
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes for people: ``"512 B"``, ``"1.5 KiB"``, ``"3.2 GiB"`` (binary units)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    raise AssertionError  # pragma: no cover
-
-
-def summary(model: nn.Module) -> Summary:
-    """Count parameters with duplicates (every ``state_dict`` entry, as naive counts do) and
-    unique (each shared tensor once; overlapping memory once), the bytes tying saves, and one
-    row per tie group from :func:`find_ties`. ``print(summary(model))`` gives an aligned table."""
-    model = unwrap(model)
-    entries = list(model.named_parameters(remove_duplicate=False))
-    total = sum(p.numel() for _, p in entries)
-    total_bytes = sum(p.numel() * p.element_size() for _, p in entries)
-    per_key = dict(entries)
-    unique, unique_bytes = total, total_bytes
-    rows = []
-    for g in find_ties(model):
-        group_params = [per_key[m.state_key] for m in g.members]
-        members_numel = sum(p.numel() for p in group_params)
-        members_bytes = sum(p.numel() * p.element_size() for p in group_params)
-        unique -= members_numel - g.numel
-        unique_bytes -= members_bytes - g.nbytes
-        rows.append(
-            SummaryRow(tuple(g.paths), tuple(m.via for m in g.members), g.members[0].shape, g.numel, members_bytes - g.nbytes)
-        )
-    return Summary(total, unique, total_bytes, unique_bytes, rows, summary_lines(model))
-

@@ -35,7 +35,7 @@ from torch.nn.utils import parametrize
 
 from tying._paths import unwrap
 from tying._unionfind import UnionFind
-from tying.checkpoint import require_savable, save_state_dict
+from tying.checkpoint.writer import require_savable, save_state_dict
 from tying.discovery import find_ties
 from tying.errors import CheckpointError, TieError
 from tying.spec import get_spec

@@ -38,20 +38,13 @@ from safetensors import safe_open
 from torch import nn
 
 from tying.checkpoint import CheckpointInfo, read_checkpoint
-from tying.core import check_tie, declare
+from tying.checks import check_tie
+from tying.core import declare
 from tying.errors import CheckpointError
+from tying.integrations import register_initialiser
 from tying.spec import Tie, get_spec
 
-__all__ = [
-    "declared_ties",
-    "declare_ties",
-    "read_pretrained",
-    "PretrainedInfo",
-    "DeclaredTie",
-    "VOCAB_BUFFERS",
-    "vocab_config_entries",
-    "own_initialiser",
-]
+__all__ = ["declared_ties", "declare_ties", "read_pretrained", "PretrainedInfo", "DeclaredTie"]
 
 
 # --------------------------------------------------------------------------- live models
@@ -314,55 +307,20 @@ def _tensor(folder: Path, weight_map: dict[str, str], name: str) -> torch.Tensor
         return f.get_tensor(name)
 
 
-# --------------------------------------------------------------------------- vocabulary resizing
-
-#: Buffers holding the vocabulary dimension, by name -> that dimension. Buffers tie to nothing, so
-#: no tie group leads to them: the transformers seq2seq family (BART, mBART, Marian, Pegasus,
-#: Blenderbot, ...) adds ``final_logits_bias`` of shape (1, V) to the logits outside any module.
-VOCAB_BUFFERS: dict[str, int] = {"final_logits_bias": -1}
-
-# Config entries holding the vocabulary size (Marian's ``decoder_vocab_size``: its output vocabulary,
-# which its loss reads).
-_CONFIG_KEYS = ("vocab_size", "decoder_vocab_size")
-
-
-def vocab_config_entries(model: nn.Module, old_size: int) -> tuple[list[tuple[object, str]], list[nn.Module]]:
-    """``(config, key)`` for each vocabulary size entry holding ``old_size`` in ``model.config`` and,
-    where a composite transformers config keeps the vocabulary, its text sub-config (Llava's
-    ``text_config``: what ``config.get_text_config()`` returns, as transformers'
-    ``resize_token_embeddings`` updates); and the modules reading one of those configs whose own
-    ``vocab_size`` attribute is ``old_size`` (transformers models copy it from their config)."""
-    config = getattr(model, "config", None)
-    if config is None:
-        return [], []
-    configs = [config]
-    get_text_config = getattr(config, "get_text_config", None)
-    if callable(get_text_config):
-        try:
-            text = get_text_config()
-        except ValueError:  # several text sub-configs: transformers cannot tell either; the root's only
-            text = config
-        if text is not config:
-            configs.append(text)
-    entries = [(c, key) for c in configs for key in _CONFIG_KEYS if getattr(c, key, None) == old_size]
-    readers = [
-        m
-        for m in model.modules()
-        if any(getattr(m, "config", None) is c for c in configs) and getattr(m, "vocab_size", None) == old_size
-    ]
-    return entries, readers
-
-
 # --------------------------------------------------------------------------- initialisation
 
 
-def own_initialiser(model: nn.Module) -> Callable[[], None] | None:
+def _own_initialiser(model: nn.Module) -> Callable[[], None] | None:
     """The whole-model initialisation of a transformers >= 5 model (``initialize_weights``: each
     module's ``_init_weights``, children before parents, sub-models with their own, and the
     non-persistent buffers such as rotary ``inv_freq`` and ``position_ids`` re-computed), or
-    ``None`` for any other model. Used by :func:`tying.materialize` with ``init=True``."""
+    ``None`` for any other model. Used by :func:`tying.materialize` with ``init=True``
+    (registered with :mod:`tying.integrations`)."""
     transformers = sys.modules.get("transformers")
     if transformers is None or not isinstance(model, transformers.PreTrainedModel):
         return None
     initialize = getattr(model, "initialize_weights", None)
     return initialize if callable(initialize) else None
+
+
+register_initialiser(_own_initialiser)

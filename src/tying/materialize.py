@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from tying._paths import registrations, unwrap
-from tying.core import plain_sources, retie
+from tying.core import retie
 from tying.errors import TieError
-from tying.hf import own_initialiser
+from tying.graph import plain_sources
+from tying.integrations import own_initialiser
 from tying.spec import get_spec
 
 __all__ = ["materialize", "empty_parameters"]
@@ -96,30 +97,7 @@ def materialize(
     checkpoint (:func:`tying.load`) or by the initialiser. Returns ``model``.
     """
     inner = unwrap(model)  # a torch.compile / DDP wrapper's paths carry a prefix the spec lacks
-    device = torch.device(device)
-    new: dict[int, torch.Tensor] = {}
-
-    def moved(t: torch.Tensor) -> torch.Tensor:
-        if id(t) not in new:
-            data = torch.empty_like(t, device=device) if t.device.type == "meta" else t.detach().to(device, copy=True)
-            new[id(t)] = nn.Parameter(data, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else data
-        return new[id(t)]
-
-    # Non-persistent buffers built on meta: nothing but the initialiser can give them values.
-    empty = {
-        key: b
-        for key, b in inner.named_buffers(remove_duplicate=False)
-        if b.device.type == "meta" and key.rpartition(".")[2] in inner.get_submodule(key.rpartition(".")[0])._non_persistent_buffers_set
-    }
-    with torch.no_grad():
-        for module in inner.modules():
-            for name, p in module._parameters.items():
-                if p is not None:
-                    module._parameters[name] = cast(nn.Parameter, moved(p))
-            for name, b in module._buffers.items():
-                if b is not None:
-                    module._buffers[name] = moved(b)
-    empty = {key: moved(b) for key, b in empty.items()}
+    empty = _allocate(inner, torch.device(device))
     versions = {key: b._version for key, b in empty.items()}
     if init:
         # Initialisers write plain weights: weight-normalized tie groups are plain meanwhile, and
@@ -140,6 +118,34 @@ def materialize(
             "or pass init= a function that re-creates them"
         )
     return model
+
+
+def _allocate(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """Give every parameter and buffer of ``model`` memory on ``device``, one new tensor per tensor
+    object (values kept for tensors not on meta). Returns the non-persistent buffers that were on
+    meta, by path: nothing but the initialiser can give them values."""
+    new: dict[int, torch.Tensor] = {}
+
+    def moved(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in new:
+            data = torch.empty_like(t, device=device) if t.device.type == "meta" else t.detach().to(device, copy=True)
+            new[id(t)] = nn.Parameter(data, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else data
+        return new[id(t)]
+
+    empty = {
+        key: b
+        for key, b in model.named_buffers(remove_duplicate=False)
+        if b.device.type == "meta" and key.rpartition(".")[2] in model.get_submodule(key.rpartition(".")[0])._non_persistent_buffers_set
+    }
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module._parameters.items():
+                if p is not None:
+                    module._parameters[name] = cast(nn.Parameter, moved(p))
+            for name, b in module._buffers.items():
+                if b is not None:
+                    module._buffers[name] = moved(b)
+    return {key: moved(b) for key, b in empty.items()}
 
 
 def _reset(module: nn.Module) -> None:

@@ -17,9 +17,8 @@ from typing import Any
 from torch import nn
 
 from tying._paths import resolve, unwrap
-from tying.core import state_key_pairs
-from tying.discovery import summary
-from tying.spec import get_spec
+from tying.accounting import summary
+from tying.spec import get_spec, state_key_pairs
 
 __all__ = ["unique_parameters", "count_parameters", "param_groups"]
 

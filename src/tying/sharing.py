@@ -38,7 +38,7 @@ from tying.core import tie
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec, get_spec
 
-__all__ = ["STRATEGIES", "LayerSharing", "Strategy", "is_norm", "layer_assignment", "layer_sharing", "share_layers", "summary_lines"]
+__all__ = ["STRATEGIES", "LayerSharing", "Strategy", "is_norm", "layer_assignment", "layer_sharing", "share_layers"]
 
 Strategy = Literal["sequence", "cycle", "cycle_rev", "all"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

@@ -1,30 +1,35 @@
 """The tie specification: what is tied to what, recorded on the model.
 
-A tie is directional: ``source -> target`` (with an optional ``transform``). The source's
-``nn.Parameter`` is the one stored and trained; every target is made to *read* it, either as the
-very same Parameter object (``transform=None``) or through a parametrization
-(``transform="transpose"``). The spec is plain data so it survives ``copy.deepcopy``, pickling,
-``.to()``, and is written into checkpoint headers as JSON.
+A tie is directional: ``source -> target`` (with an optional ``transform`` and its ``params``).
+The source's ``nn.Parameter`` is the one stored and trained; every target is made to *read* it,
+either as the very same Parameter object (``transform=None``) or through a parametrization
+(a transform registered in :mod:`tying.transforms`, e.g. ``transform="transpose"``). The spec is
+plain data so it survives ``copy.deepcopy``, pickling, ``.to()``, and is written into checkpoint
+headers as JSON (:meth:`TieSpec.to_dict`, format version :data:`SPEC_FORMAT_VERSION`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 from torch import nn
 
-from tying._paths import unwrap
-from tying.transforms import SOURCE_PARAMETRIZATIONS, TRANSFORMS
+from tying._paths import parametrized_key, unwrap
+from tying.transforms import SOURCE_PARAMETRIZATIONS, TRANSFORMS, Params, TieTransform, build, freeze, thaw, transform_class
 
-#: Transforms a target may apply to its source (:data:`tying.transforms.TRANSFORMS`).
-#: ``None``: the target *is* the source.
-Transform = Literal["transpose"] | None
+__all__ = ["Tie", "TieSpec", "get_spec"]
 
-#: Version of the JSON written by :meth:`TieSpec.to_json` (checkpoint header key ``"tying"``).
+#: A transform a target may apply to its source: a name registered in
+#: :data:`tying.transforms.TRANSFORMS`, or ``None`` (the target *is* the source).
+Transform = str | None
+
+#: Version of the JSON written by :meth:`TieSpec.to_dict` (checkpoint header key ``"tying"``).
 #: 2 added ``"parametrizations"`` (tie sources computed by e.g. weight normalization); version 1
-#: files are read as before.
+#: files are read as before. A tie whose transform has parameters also records ``"params"``;
+#: a reader that does not know the transform refuses the file by the transform's name.
 SPEC_FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)
 
@@ -32,17 +37,47 @@ READ_VERSIONS = (1, 2)
 _SPEC_ATTR = "_tying_spec"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Tie:
-    """One declared tie: ``target`` reads ``source`` (through ``transform`` if given)."""
+    """One declared tie: ``target`` reads ``source`` (through ``transform`` if given, with the
+    transform's ``params`` in :func:`tying.transforms.freeze`'s form; ``()`` for none)."""
 
     source: str
     target: str
     transform: Transform = None
+    params: Params = ()
 
     def describe(self) -> str:
         arrow = "->" if self.transform is None else f"-[{self.transform}]->"
         return f"{self.source} {arrow} {self.target}"
+
+    def make_transform(self) -> TieTransform:
+        """The transform module the target reads its source through (:class:`~tying.transforms.Identity` for none)."""
+        return build(self.transform, self.params)
+
+    def is_read_by(self, module: nn.Module) -> bool:
+        """Whether ``module`` (a parametrization) is this tie's transform with its parameters."""
+        return (
+            isinstance(module, TieTransform)
+            and self.transform is not None
+            and type(module) is TRANSFORMS.get(self.transform)
+            and freeze(module.params()) == self.params
+        )
+
+    def moved(self, source: str, target: str) -> Tie:
+        """The same tie (transform and parameters) between other paths."""
+        return dataclasses.replace(self, source=source, target=target)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this tie in a spec (``"params"`` only when it has some)."""
+        out: dict[str, Any] = {"source": self.source, "target": self.target, "transform": self.transform}
+        if self.params:
+            out["params"] = thaw(self.params)
+        return out
+
+    def __repr__(self) -> str:
+        params = f", params={self.params!r}" if self.params else ""
+        return f"Tie(source={self.source!r}, target={self.target!r}, transform={self.transform!r}{params})"
 
 
 @dataclass
@@ -79,14 +114,15 @@ class TieSpec:
         return {p for t in self.ties for p in (t.source, t.target)}
 
     def to_json(self) -> str:
-        """Versioned JSON: ``{"version": 1, "ties": [{"source", "target", "transform"}, ...]}``."""
+        """Versioned JSON: ``{"version": 2, "ties": [{"source", "target", "transform"}, ...],
+        "parametrizations": {...}}``."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def to_dict(self) -> dict[str, object]:
         """The JSON object of :meth:`to_json`."""
         return {
             "version": SPEC_FORMAT_VERSION,
-            "ties": [{"source": t.source, "target": t.target, "transform": t.transform} for t in self.ties],
+            "ties": [t.to_dict() for t in self.ties],
             "parametrizations": self.parametrizations,
         }
 
@@ -108,16 +144,10 @@ class TieSpec:
             raise ValueError("tie spec has no 'ties' list")
         out = cls()
         for i, entry in enumerate(ties):
-            if not isinstance(entry, dict):
-                raise ValueError(f"tie spec entry {i} is not an object")
-            source, target, transform = entry.get("source"), entry.get("target"), entry.get("transform")
-            if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
-                raise ValueError(f"tie spec entry {i} needs string 'source' and 'target', got {entry!r}")
-            if transform is not None and transform not in TRANSFORMS:
-                raise ValueError(f"tie spec entry {i} has unknown transform {transform!r} (known: {sorted(TRANSFORMS)})")
-            if out.source_of(target) is not None or target == source:
-                raise ValueError(f"tie spec entry {i}: target {target!r} is tied twice or to itself")
-            out.ties.append(Tie(source, target, transform))
+            t = _parse_tie(i, entry)
+            if out.source_of(t.target) is not None or t.target == t.source:
+                raise ValueError(f"tie spec entry {i}: target {t.target!r} is tied twice or to itself")
+            out.ties.append(t)
         parametrizations = data.get("parametrizations", {})
         if not isinstance(parametrizations, dict):
             raise ValueError("tie spec 'parametrizations' must be an object")
@@ -140,6 +170,25 @@ class TieSpec:
         return out
 
 
+def _parse_tie(i: int, entry: object) -> Tie:
+    """Entry ``i`` of a spec's ``"ties"`` list; raises ``ValueError`` naming it."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"tie spec entry {i} is not an object")
+    source, target, transform = entry.get("source"), entry.get("target"), entry.get("transform")
+    if not isinstance(source, str) or not isinstance(target, str) or not source or not target:
+        raise ValueError(f"tie spec entry {i} needs string 'source' and 'target', got {entry!r}")
+    if transform is not None and transform not in TRANSFORMS:
+        raise ValueError(f"tie spec entry {i} has unknown transform {transform!r} (known: {sorted(TRANSFORMS)})")
+    params = entry.get("params", {})
+    if not isinstance(params, dict) or (params and transform is None):
+        raise ValueError(f"tie spec entry {i}: 'params' must be an object, and only a transform takes them; got {params!r}")
+    try:
+        made = transform_class(transform).from_params(params)
+    except ValueError as exc:
+        raise ValueError(f"tie spec entry {i}: bad parameters for transform {transform!r}: {exc}") from None
+    return Tie(source, target, transform, freeze(made.params()))
+
+
 def _declared(model: nn.Module) -> list[tuple[str, nn.Module, TieSpec]]:
     """``(path prefix, module, its own spec)`` for ``model`` and every submodule carrying a spec."""
     out = []
@@ -158,7 +207,7 @@ def get_spec(model: nn.Module) -> TieSpec:
     remove ties with :func:`tying.tie` / :func:`tying.untie`."""
     declared = _declared(unwrap(model))
     return TieSpec(
-        [Tie(prefix + t.source, prefix + t.target, t.transform) for prefix, _, spec in declared for t in spec.ties],
+        [t.moved(prefix + t.source, prefix + t.target) for prefix, _, spec in declared for t in spec.ties],
         {prefix + source: dict(p) for prefix, _, spec in declared for source, p in spec.parametrizations.items()},
     )
 
@@ -167,7 +216,7 @@ def remove_tie(model: nn.Module, tie: Tie) -> None:
     """Remove the declaration ``tie`` (as :func:`get_spec` lists it) from the module that holds it."""
     for prefix, _, spec in _declared(model):
         for own in spec.ties:
-            if Tie(prefix + own.source, prefix + own.target, own.transform) == tie:
+            if own.moved(prefix + own.source, prefix + own.target) == tie:
                 spec.ties.remove(own)
                 if not spec.targets_of(own.source):
                     spec.parametrizations.pop(own.source, None)
@@ -182,3 +231,33 @@ def own_spec(model: nn.Module) -> TieSpec:
         spec = TieSpec()
         object.__setattr__(model, _SPEC_ATTR, spec)
     return spec
+
+
+# --------------------------------------------------------------------------- state_dict keys
+
+
+def target_state_key(tie_: Tie) -> str:
+    """The ``state_dict`` key under which a tie's target appears once the tie is applied (for a
+    source without a parametrization; see :func:`state_key_pairs`)."""
+    return tie_.target if tie_.transform is None else parametrized_key(tie_.target)
+
+
+def _originals_key(path: str, original: str) -> str:
+    owner, _, name = path.rpartition(".")
+    return f"{owner}.parametrizations.{name}.{original}" if owner else f"parametrizations.{name}.{original}"
+
+
+def state_key_pairs(spec: TieSpec, tie_: Tie) -> list[tuple[str, str]]:
+    """``(source key, target key)`` for each ``state_dict`` entry the tie makes one tensor: the
+    source and the target's key (:func:`target_state_key`), or, for a source computed by a
+    parametrization (:func:`tying.weight_norm`), each of its originals under both paths."""
+    recorded = spec.parametrizations.get(tie_.source)
+    if recorded is None:
+        return [(tie_.source, target_state_key(tie_))]
+    originals = SOURCE_PARAMETRIZATIONS[str(recorded["kind"])].originals
+    return [(_originals_key(tie_.source, o), _originals_key(tie_.target, o)) for o in originals]
+
+
+def source_keys(spec: TieSpec) -> set[str]:
+    """The ``state_dict`` keys holding the declared sources' tensors (a file stores a group under them)."""
+    return {src for t in spec.ties for src, _ in state_key_pairs(spec, t)}

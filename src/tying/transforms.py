@@ -1,17 +1,24 @@
 r"""Transforms a tie may apply: what a target reads of its source.
 
-A tie ``source -> target`` with ``transform=None`` makes the target *be* the source Parameter. A
-transformed tie makes the target read ``f(source)`` through a parametrization whose ``original``
-is the source Parameter itself, so the gradient of every use reaches one leaf. Today there is one
-transform, ``"transpose"`` (:math:`W_t = W_s^\top`, tied autoencoders); the spec, discovery,
-checkpoints and resizing look transforms up here by name.
+A tie ``source -> target`` with ``transform=None`` makes the target *be* the source Parameter
+(:class:`Identity`). A transformed tie makes the target read ``f(source)`` through a
+parametrization whose ``original`` is the source Parameter itself, so the gradient of every use
+reaches one leaf. Each transform is one :class:`TieTransform` subclass, registered by name
+(:func:`register`): its forward map and inverse, its shape rule, the parameters a checkpoint
+records for it, and the words messages use for it. The spec, the tie checks, discovery,
+checkpoints and resizing look transforms up here and nowhere else, so a new transform is one
+class in this module (declared with :func:`tying.core.tie_transformed`, or a call of its own).
+Today there is one, ``"transpose"`` (:math:`W_t = W_s^\top`, tied autoencoders).
+
+Weight normalization of a tie group (:data:`SOURCE_PARAMETRIZATIONS`) is not a transform: it
+computes the *source* of a group from several originals, and every member reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -20,18 +27,83 @@ from torch.nn.utils.parametrizations import _WeightNorm, weight_norm
 
 from tying._paths import parametrization_list
 
-__all__ = [
-    "Transpose",
-    "TRANSFORMS",
-    "SOURCE_PARAMETRIZATIONS",
-    "SourceParametrization",
-    "apply_transform",
-    "is_tying_parametrization",
-    "source_parametrization",
-]
+__all__ = ["Transpose"]
+
+#: A transform's parameters as a tie records them: ``(name, value)`` pairs sorted by name, JSON
+#: values with lists as tuples, so a :class:`tying.Tie` stays hashable (:func:`freeze`).
+Params = tuple[tuple[str, Any], ...]
 
 
-class Transpose(nn.Module):
+class TieTransform(nn.Module):
+    """One transform a tie may apply: the target reads ``forward(source)``.
+
+    A subclass sets the class attributes, implements :meth:`forward` and :meth:`right_inverse`
+    (assigning ``target.weight = w`` writes ``right_inverse(w)`` into the shared source), and,
+    when it changes the shape, the shape rule (:meth:`target_shape`, :meth:`read_dim`,
+    :meth:`source_dim`). A transform with parameters keeps them as plain Python values (never
+    buffers or Parameters: the target's ``state_dict`` holds the source's ``original`` only),
+    returns them from :meth:`params` and is rebuilt by :meth:`from_params`; the spec and
+    checkpoint headers record them under ``"params"``.
+    """
+
+    #: Name in the spec (``Tie.transform``) and in checkpoint headers; ``None`` for :class:`Identity`.
+    name: ClassVar[str | None] = None
+    #: How a target reads its source, in messages (``"transposed"``).
+    adjective: ClassVar[str] = ""
+    #: The call that declares such a tie, in messages (``"tying.tie_transposed"``).
+    call: ClassVar[str] = ""
+    #: The fewest dimensions a source must have.
+    min_dims: ClassVar[int] = 0
+
+    def params(self) -> dict[str, Any]:
+        """The JSON-serialisable parameters the spec records (``{}`` for none)."""
+        return {}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TieTransform:
+        """The transform with ``params`` (as :meth:`params` gave them, read back from JSON);
+        raises ``ValueError`` for parameters it cannot take."""
+        if params:
+            raise ValueError(f"transform {cls.name!r} takes no parameters, got {sorted(params)}")
+        return cls()
+
+    def mismatch(self, shape: Sequence[int]) -> str | None:
+        """Why this transform (with its parameters) cannot read a source of ``shape``, else ``None``."""
+        return None
+
+    @classmethod
+    def target_shape(cls, shape: Sequence[int]) -> tuple[int, ...]:
+        """The shape a target reads of a source of ``shape``."""
+        return tuple(shape)
+
+    @classmethod
+    def read_dim(cls, dim: int) -> int:
+        """The dimension of the target that (non-negative) dimension ``dim`` of the source becomes."""
+        return dim
+
+    @classmethod
+    def source_dim(cls, dim: int) -> int:
+        """The dimension of the source that (non-negative) dimension ``dim`` of the target reads."""
+        return dim
+
+    @classmethod
+    def resizable(cls, dim: int, ndim: int) -> bool:
+        """Whether the tie still holds after dimension ``dim`` of an ``ndim``-dimensional source
+        changes size (:func:`tying.resize_vocab`)."""
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def right_inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Identity(TieTransform):
+    """``transform=None``: the target holds the source Parameter itself (never a parametrization)."""
+
+
+class Transpose(TieTransform):
     r"""Parametrization ``W_target = W_source^T`` (dimensions 0 and 1 swapped).
 
     Why a parametrization rather than a module holding a reference to the source: it works on any
@@ -44,6 +116,23 @@ class Transpose(nn.Module):
     convolution / transposed-convolution pairs (``[out, in, k, k]`` vs ``[in, out, k, k]``).
     """
 
+    name = "transpose"
+    adjective = "transposed"
+    call = "tying.tie_transposed"
+    min_dims = 2
+
+    @classmethod
+    def target_shape(cls, shape: Sequence[int]) -> tuple[int, ...]:
+        return (shape[1], shape[0], *shape[2:])
+
+    @classmethod
+    def read_dim(cls, dim: int) -> int:
+        return {0: 1, 1: 0}.get(dim, dim)
+
+    @classmethod
+    def source_dim(cls, dim: int) -> int:
+        return cls.read_dim(dim)  # swapping is its own inverse
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.transpose(0, 1)
 
@@ -52,8 +141,72 @@ class Transpose(nn.Module):
         return x.transpose(0, 1)
 
 
-#: Transform name -> the parametrization class that implements it.
-TRANSFORMS: dict[str, type[nn.Module]] = {"transpose": Transpose}
+#: Transform name -> its class: the registry every other module reads (:func:`register`).
+TRANSFORMS: dict[str, type[TieTransform]] = {}
+
+_T = TypeVar("_T", bound=type[TieTransform])
+
+
+def register(cls: _T) -> _T:
+    """Add ``cls`` to :data:`TRANSFORMS` under ``cls.name`` (usable as a class decorator)."""
+    if not isinstance(cls.name, str) or not cls.name or not cls.call or not cls.adjective:
+        raise ValueError(f"{cls.__name__} needs a name, an adjective and a call to be registered")
+    if cls.name in TRANSFORMS:
+        raise ValueError(f"a transform named {cls.name!r} is registered already ({TRANSFORMS[cls.name].__name__})")
+    TRANSFORMS[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove the transform ``name`` from :data:`TRANSFORMS`."""
+    del TRANSFORMS[name]
+
+
+register(Transpose)
+
+
+def transform_class(name: str | None) -> type[TieTransform]:
+    """The class of the transform ``name`` (:class:`Identity` for ``None``); ``KeyError`` if unknown."""
+    return Identity if name is None else TRANSFORMS[name]
+
+
+def freeze(params: Mapping[str, Any]) -> Params:
+    """``params`` (a JSON object of scalars and lists) in the hashable form a tie records."""
+
+    def frozen(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(frozen(v) for v in value)
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise ValueError(f"transform parameters must be JSON scalars or lists, got {type(value).__name__}")
+
+    return tuple(sorted((str(k), frozen(v)) for k, v in params.items()))
+
+
+def thaw(params: Params) -> dict[str, Any]:
+    """The JSON object of :func:`freeze`'s form (tuples back to lists)."""
+
+    def thawed(value: Any) -> Any:
+        return [thawed(v) for v in value] if isinstance(value, tuple) else value
+
+    return {k: thawed(v) for k, v in params}
+
+
+def build(name: str | None, params: Params = ()) -> TieTransform:
+    """The transform ``name`` with ``params`` (as a tie records them)."""
+    return transform_class(name).from_params(thaw(params))
+
+
+def held_transform(module: nn.Module, name: str) -> TieTransform | None:
+    """The transform when ``module.<name>`` is computed by exactly one of tying's registered
+    transforms (a transformed tie's target), else ``None``."""
+    if not parametrize.is_parametrized(module, name):
+        return None
+    plist = parametrization_list(module, name)
+    if len(plist) != 1:
+        return None
+    held = plist[0]
+    return held if isinstance(held, TieTransform) and TRANSFORMS.get(str(held.name)) is type(held) else None
 
 
 @dataclass(frozen=True)
@@ -91,19 +244,3 @@ def source_parametrization(module: nn.Module) -> tuple[str, dict[str, Any]] | No
         if options is not None:
             return kind, options
     return None
-
-
-def apply_transform(transform: str | None, tensor: torch.Tensor) -> torch.Tensor:
-    """What a target with ``transform`` reads when its source holds ``tensor``."""
-    return tensor if transform is None else TRANSFORMS[transform]()(tensor)
-
-
-def is_tying_parametrization(module: nn.Module, name: str) -> str | None:
-    """The transform name when ``module.<name>`` is computed by exactly one of tying's transform
-    parametrizations (a transformed tie's target), else ``None``."""
-    if not parametrize.is_parametrized(module, name):
-        return None
-    plist = parametrization_list(module, name)
-    if len(plist) != 1:
-        return None
-    return next((n for n, cls in TRANSFORMS.items() if type(plist[0]) is cls), None)

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from tying._paths import unwrap
-from tying.core import state_key_pairs, tie_broken
 from tying.discovery import find_ties
 from tying.errors import TieVerificationError
-from tying.spec import Tie, get_spec
+from tying.graph import tie_broken
+from tying.spec import Tie, get_spec, state_key_pairs
 
-__all__ = ["verify", "require_intact", "TieReport", "BrokenTie"]
+__all__ = ["verify", "TieReport", "BrokenTie"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from tying._text import plural
+from tying.accounting import format_bytes
 from tying.checkpoint import CheckpointInfo, read_checkpoint
-from tying.discovery import format_bytes
 from tying.errors import CheckpointError
 from tying.hf import PretrainedInfo, read_pretrained
 
