@@ -56,6 +56,15 @@ def write_corpus(folder: Path) -> Path:
     return folder
 
 
+def _warm() -> None:
+    """Run the fused head's one-time oneDNN probe now: it draws from the global torch RNG, so
+    whichever training step first triggers it would shift every later dropout mask, and the
+    numbers would depend on what ran earlier in the process."""
+    from tying.functional import onednn_available
+
+    onednn_available()
+
+
 def _numbers(record: dict[str, Any]) -> dict[str, Any]:
     """The model's numbers in a run record: per-epoch history, valid/test metrics, parameter counts."""
     keys = ("valid", "test", "test_last", "best_epoch", "total_parameters", "unique_parameters")
@@ -80,6 +89,7 @@ def train_steps(recipe_name: str, overrides: list[str], corpus: Path, out: Path)
         losses.append(repr(out.loss.item()))
         return out
 
+    _warm()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cls.step = recording  # type: ignore[method-assign]
@@ -99,6 +109,7 @@ def demo_numbers(corpus: Path, out: Path) -> dict[str, Any]:
     from tying.cli.main import app
     from tying.recipes import read_metrics
 
+    _warm()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
