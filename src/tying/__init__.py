@@ -12,6 +12,7 @@ translation model's source/target embeddings and its output layer, across layers
 transposed between an autoencoder's encoder and decoder.
 """
 
+from tying import _moved
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
 from tying.core import retie, tie, tie_transposed, untie, weight_norm
 from tying.discovery import Summary, SummaryRow, TieGroup, TieMember, find_ties, summary
@@ -25,6 +26,8 @@ from tying.verification import BrokenTie, TieReport, verify
 from tying.transforms import Transpose
 
 __version__ = "0.1.0"
+
+_moved.install()  # old module paths of what moved into tying.tasks, for one release
 
 __all__ = [
     "BrokenTie",

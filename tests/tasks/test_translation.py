@@ -14,11 +14,9 @@ from typer.testing import CliRunner
 
 import tying
 from tying.cli.main import app
-from tying.data import TranslationBatch, builtin_bitext, token_batches, train_subwords
 from tying.recipes import RecipeError, load_recipe, read_metrics, train_recipe
-from tying.tasks.translation import TranslationTask
+from tying.tasks.translation import TranslationBatch, TranslationTask, builtin_bitext, evaluate, load_translator, token_batches, train_subwords, translate
 from tying.training import get_task
-from tying.translation import evaluate, load_translator, translate
 
 runner = CliRunner()
 MODES = ["multi30k-none", "multi30k-decoder", "multi30k-three-way", "multi30k-joint"]

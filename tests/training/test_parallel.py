@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import tying
-from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel, TransformerModel
-from tying.training import LossConfig, Trainer
+from tying.tasks.lm import LMData, LMTask, LMTrain, LossConfig, LSTMModel, TransformerModel
+from tying.training import Trainer
 
 WORKER = r"""
 import json, sys

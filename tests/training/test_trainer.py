@@ -18,10 +18,9 @@ import torch
 from rich.console import Console
 
 import tying
-from tying.data import BPTTBatches, batchify
 from tying.errors import CheckpointError
-from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel, detach_state
-from tying.training import Interrupted, LossConfig, StepOutput, Trainer, TrainResult, next_lr, read_train_state, step_lr
+from tying.tasks.lm import BPTTBatches, LMData, LMTask, LMTrain, LossConfig, LSTMModel, batchify, detach_state
+from tying.training import Interrupted, StepOutput, Trainer, TrainResult, next_lr, read_train_state, step_lr
 from tying.training.trainer import BEST_FILE, STATE_FILE
 
 TRAIN = {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 5.0, "seed": 7}
@@ -282,8 +281,8 @@ def test_console_gets_epoch_lines_and_progress_lines_when_not_a_terminal(tiny_co
 TRAINER = r"""
 import sys, time
 import torch
-from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel
-from tying.training import LossConfig, Trainer
+from tying.tasks.lm import LMData, LMTask, LMTrain, LossConfig, LSTMModel
+from tying.training import Trainer
 
 torch.set_num_threads(1)  # as the test process: the same reduction order, the same bits
 corpus, ckpt, log = sys.argv[1:4]

@@ -24,7 +24,7 @@ Three ways to get it, all configurable here:
 * ``hidden_size == embedding_size`` (the classic setting);
 * ``projection=True``: a learned :math:`P \in \mathbb{R}^{d \times H}` with bias before the output
   layer. With :math:`H = d` this is Press & Wolf's *projection regularization* model (add
-  :math:`\lambda \lVert P \rVert^2` to the loss: :func:`tying.training.projection_penalty`);
+  :math:`\lambda \lVert P \rVert^2` to the loss: :func:`tying.tasks.lm.projection_penalty`);
 * ``last_layer_size=embedding_size``: the last LSTM layer outputs :math:`d` units directly
   (AWD-LSTM, Merity et al. 2018, arXiv 1708.02182: 1150 hidden, 400 embedding).
 

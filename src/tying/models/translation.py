@@ -75,7 +75,7 @@ class TranslationConfig:
         joint_size: joint space width j of ``tie="joint"`` (default ``embedding_size``).
         joint_activation: g of ``tie="joint"``.
         label_smoothing: epsilon of the training loss.
-        pad_id, bos_id, eos_id: special token ids (those of :mod:`tying.data.subword` by default).
+        pad_id, bos_id, eos_id: special token ids (those of :mod:`tying.tasks.translation.subword` by default).
     """
 
     src_vocab_size: int

@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tying.errors import RecipeError
 from tying.training.config import TrainConfig
 from tying.training.task import Task, get_task
 
@@ -51,10 +52,6 @@ __all__ = ["Recipe", "RecipeError", "load_recipe", "builtin_recipes", "parse_ove
 
 _TOP = {"base", "name", "description", "task", "paper"}
 _PAPER_KEYS = {"parameters", "source", "note", "tolerance", "tested"}
-
-
-class RecipeError(ValueError):
-    """A recipe file or override that cannot be used; the message names the file and key."""
 
 
 @dataclass(frozen=True)

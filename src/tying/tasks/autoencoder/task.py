@@ -9,7 +9,7 @@ weights. An untied model is compared either at the same widths or, with
 
 Recipe tables:
 
-* ``[data]``: :class:`DigitsData`, how scikit-learn's bundled digits (:mod:`tying.data.digits`)
+* ``[data]``: :class:`DigitsData`, how scikit-learn's bundled digits (:mod:`tying.tasks.autoencoder.digits`)
   are split into train, valid and test rows;
 * ``[model]``: :class:`AutoEncoderModel`;
 * ``[train]``: :class:`AutoEncoderTrain`, the engine's settings plus the batch size.
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tying.data.digits import DIGIT_PIXELS, load_digit_images
+from tying.tasks.autoencoder.digits import DIGIT_PIXELS, load_digit_images
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig, equal_parameter_widths, reconstruction_mse
 from tying.training.config import Table, TrainConfig
 from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task

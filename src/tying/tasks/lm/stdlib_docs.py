@@ -19,7 +19,7 @@ A CRC-32 of its qualified name sends 1/20 of the documents to valid, 1/20 to tes
 to train, so the split is the same on every machine with the same Python, and fine-grained
 enough for the split sizes to come out near 90/5/5.
 The result is written once per interpreter version to the cache folder (see
-:func:`default_cache_dir`) and read back with :class:`tying.data.Corpus` like any other corpus.
+:func:`default_cache_dir`) and read back with :class:`tying.tasks.lm.Corpus` like any other corpus.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from tying.data.files import default_cache_dir
 from tying.data.vocab import UNK
 
-__all__ = ["VOCAB_SIZE", "default_cache_dir", "builtin_corpus_dir", "build_stdlib_corpus", "tokenize"]
+__all__ = ["VOCAB_SIZE", "builtin_corpus_dir", "build_stdlib_corpus", "tokenize"]
 
 #: Types in the vocabulary, ``<eos>`` and ``<unk>`` included (as PTB's 10k).
 VOCAB_SIZE = 10_000
@@ -53,14 +54,6 @@ _TOKEN = re.compile(r"[^\W\d]\w*(?:'\w+)*|\d+(?:[.,]\d+)*|[^\w\s]")
 _NUMBER = re.compile(r"\d")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-
-
-def default_cache_dir() -> Path:
-    """``$TYING_CACHE_DIR``, else ``$XDG_CACHE_HOME/tying``, else ``~/.cache/tying``."""
-    if os.environ.get("TYING_CACHE_DIR"):
-        return Path(os.environ["TYING_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "tying"
 
 
 def builtin_corpus_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:

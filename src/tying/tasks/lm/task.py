@@ -4,13 +4,13 @@ next-token objective, perplexity.
 Recipe tables:
 
 * ``[data]``: ``corpus``, a folder under the data root (``"ptb"``, ``"wikitext-2"``), a path, or
-  ``"builtin"`` (:func:`tying.data.load_corpus`);
+  ``"builtin"`` (:func:`tying.tasks.lm.load_corpus`);
 * ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`) or ``"transformer"``
   (:class:`TransformerModel`); ``vocab_size`` comes from the corpus;
-* ``[loss]``: :class:`tying.training.LossConfig`;
+* ``[loss]``: :class:`tying.tasks.lm.LossConfig`;
 * ``[train]``: :class:`LMTrain`, the engine's settings plus batch sizes and the BPTT length.
 
-Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.data.batching`).
+Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.tasks.lm.batching`).
 The LSTM carries its hidden state from window to window, detached (gradients truncated at window
 boundaries; Zaremba et al. 2014, arXiv 1409.2329), starting from zeros each epoch and each
 evaluation; the Transformer reads each window on its own (``bptt <= context_size``).
@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -31,45 +30,18 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 import tying
-from tying.data import BPTTBatches, Corpus, batchify, load_corpus
+from tying.data.files import resolve_corpus
 from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
+from tying.tasks.lm.batching import BPTTBatches, batchify
+from tying.tasks.lm.corpus import Corpus, load_corpus
+from tying.tasks.lm.losses import LossConfig, build_loss, perplexity
 from tying.training.config import Table, TrainConfig
-from tying.training.losses import LossConfig, build_loss, perplexity
 from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "DEFAULT_DATA_ROOT", "resolve_corpus", "detach_state"]
-
-#: Where corpus names (``"ptb"``, ``"wikitext-2"``) are looked up unless ``--data-root`` or the
-#: ``TYING_DATA_ROOT`` environment variable says otherwise: the benchmark folder beside a checkout.
-DEFAULT_DATA_ROOT = Path("../shared/data")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A recipe's named data set is not where it is looked for; the message says where to put it."""
-
-
-def resolve_corpus(name: str, data_root: str | os.PathLike[str] | None = None) -> Path | None:
-    """The folder of corpus ``name``: None for ``"builtin"``, ``name`` itself if it is a folder,
-    else ``data_root / name`` (``data_root`` defaults to ``$TYING_DATA_ROOT`` or
-    :data:`DEFAULT_DATA_ROOT`)."""
-    if name == "builtin":
-        return None
-    if Path(name).is_dir():
-        return Path(name)
-    if Path(name).is_absolute() or "/" in name:
-        raise DataNotFoundError(f"corpus folder {name!r} does not exist; it must hold train.txt, valid.txt and test.txt")
-    root = Path(data_root or os.environ.get("TYING_DATA_ROOT") or DEFAULT_DATA_ROOT)
-    folder = root / name
-    if not folder.is_dir():
-        raise DataNotFoundError(
-            f"corpus {name!r} not found at {str(folder)!r}; pass --data-root (the folder holding {name}/) "
-            "or set data.corpus to the corpus folder itself, or set TYING_DATA_ROOT"
-        )
-    return folder
-
+__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "detach_state"]
 
 class LMData(Table):
     """``[data]``: the corpus (see the module docstring)."""
@@ -136,7 +108,7 @@ class LMTrain(TrainConfig):
     """``[train]``: the engine's settings plus
 
     Attributes:
-        batch_size: parallel streams the training data is cut into (:func:`tying.data.batchify`).
+        batch_size: parallel streams the training data is cut into (:func:`tying.tasks.lm.batchify`).
         eval_batch_size: the same for validation and test data.
         bptt: window length in tokens (truncated back-propagation; the Transformer's sequence length).
     """

@@ -4,13 +4,13 @@ and output layer are tied by ``model.tie``, label-smoothed cross-entropy, BLEU a
 Recipe tables:
 
 * ``[data]`` (:class:`TranslationData`): ``corpus``, a folder under the data root
-  (``"multi30k"``), a path, or ``"builtin"`` (:func:`tying.data.builtin_bitext`); the languages;
-  the SentencePiece vocabulary, learnt on the training split only (:func:`tying.data.train_subwords`);
+  (``"multi30k"``), a path, or ``"builtin"`` (:func:`tying.tasks.translation.builtin_bitext`); the languages;
+  the SentencePiece vocabulary, learnt on the training split only (:func:`tying.tasks.translation.train_subwords`);
 * ``[model]`` (:class:`TranslationModel`): the fields of :class:`tying.models.TranslationConfig`
   but the vocabulary sizes, which come from the subword models; ``tie`` is ``"none"``,
   ``"decoder"``, ``"three_way"`` or ``"joint"`` (the last two need ``data.joint_vocab``);
 * ``[train]`` (:class:`TranslationTrain`): the engine's settings plus the token budget per batch
-  (:func:`tying.data.token_batches`); the Transformer schedule is ``optimizer = "adamw"``,
+  (:func:`tying.tasks.translation.token_batches`); the Transformer schedule is ``optimizer = "adamw"``,
   ``betas = [0.9, 0.98]``, ``lr_schedule = "inverse_sqrt"`` with ``warmup_steps``;
 * ``[eval]`` (:class:`TranslationEval`): beam size, length penalty, and whether validation
   translates (BLEU, chrF) after every epoch or only after the last.
@@ -21,7 +21,7 @@ detokenised beam-search output against the raw references; signatures in the run
 ``data.sacrebleu``) are the report columns. Throughput counts target tokens.
 
 Every model checkpoint carries the model configuration and the subword models in its header
-(:mod:`tying.translation.checkpoint`), so ``tying translate RUN_FOLDER`` needs nothing else.
+(:mod:`tying.tasks.translation.checkpoint`), so ``tying translate RUN_FOLDER`` needs nothing else.
 """
 
 from __future__ import annotations
@@ -36,15 +36,19 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tying.data import Bitext, Subwords, TranslationBatch, builtin_bitext, read_bitext, token_batches, train_subwords
+from tying.data.files import resolve_corpus
+from tying.errors import RecipeError
 from tying.models import TranslationConfig, TranslationTransformer
 from tying.models.translation import TieMode
 from tying.nn import JointActivation
-from tying.recipes.config import RecipeError
-from tying.tasks.lm import resolve_corpus
+from tying.tasks.translation.batches import TranslationBatch, token_batches
+from tying.tasks.translation.bitext import Bitext, builtin_bitext, read_bitext
+from tying.tasks.translation.checkpoint import checkpoint_metadata
+from tying.tasks.translation.evaluation import evaluate, reference_loss, translation_loss
+from tying.tasks.translation.metrics import signatures
+from tying.tasks.translation.subword import Subwords, train_subwords
 from tying.training.config import Table, TrainConfig
 from tying.training.task import Metric, StepOutput, Task, register_task
-from tying.translation import checkpoint_metadata, evaluate, reference_loss, signatures, translation_loss
 
 __all__ = ["TranslationData", "TranslationModel", "TranslationTrain", "TranslationEval", "TranslationDataset", "TranslationTask"]
 
@@ -54,7 +58,7 @@ class TranslationData(Table):
 
     Attributes:
         corpus: ``"builtin"``, a folder name under the data root, or a folder path, holding
-            ``{train,valid,test}.{src_lang,tgt_lang}`` (:func:`tying.data.read_bitext`).
+            ``{train,valid,test}.{src_lang,tgt_lang}`` (:func:`tying.tasks.translation.read_bitext`).
         vocab_size: SentencePiece pieces (per language when not joint).
         joint_vocab: one vocabulary learnt from both languages (three-way and joint tying need it).
         subword_model: SentencePiece's ``"unigram"`` or ``"bpe"``.
@@ -107,7 +111,7 @@ class TranslationEval(Table):
 
     Attributes:
         beam_size: beam search width (1: greedy search).
-        length_penalty: alpha of Wu et al.'s length penalty (:func:`tying.translation.beam_search`).
+        length_penalty: alpha of Wu et al.'s length penalty (:func:`tying.tasks.translation.beam_search`).
         bleu_every_epoch: translate the validation data after every epoch (BLEU and chrF per
             epoch); False: after the last epoch only (earlier epochs report the loss alone).
     """
