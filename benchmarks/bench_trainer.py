@@ -127,7 +127,7 @@ def _engine(model: nn.Module, stream: torch.Tensor, batch: int, bptt: int, fused
     from tying.tasks.lm import LMDataset, LMTask, LMTrain, LossConfig, LSTMModel, batchify
     from tying.training import Trainer
 
-    train = LMTrain(epochs=1, batch_size=batch, bptt=bptt, lr=20.0, clip=0.25)
+    train = LMTrain(epochs=1, batch_size=batch, bptt=bptt, optimizer="sgd", lr=20.0, clip=0.25, lr_schedule="plateau")
     task = LMTask({"model": LSTMModel(), "loss": LossConfig(fused=fused), "train": train})
     small = batchify(stream[: 20 * bptt], 10)
     data = LMDataset(corpus=None, train=batchify(stream, batch), valid=small, test=small[:0])  # type: ignore[arg-type]

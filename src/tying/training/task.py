@@ -153,13 +153,16 @@ class Task(ABC):
     @abstractmethod
     def step(self, model: nn.Module, batch: Any, carry: Any) -> StepOutput:
         """The training loss of one batch (``carry``: the previous step's, None at the start of
-        an epoch)."""
+        an epoch). The engine has moved the batch's tensors to the model's device
+        (:func:`tying.training.device.to_device`)."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, data: Any, split: str) -> dict[str, float] | None:
-        """Every metric of :attr:`metrics` (and ``"loss"``) on ``split`` (``"valid"``, ``"test"``),
-        or None when the data has no such split; the model is already in eval mode under
-        ``torch.no_grad``."""
+    def evaluate(self, model: nn.Module, data: Any, split: str, *, epoch: int) -> dict[str, float] | None:
+        """Every metric of :attr:`metrics` (and ``"loss"``) on ``split`` (``"valid"``, ``"test"``)
+        for the model of 1-based ``epoch`` (validation: the epoch just trained; test: the epoch
+        whose model is tested), or None when the data has no such split. The model is already in
+        eval mode under ``torch.no_grad``, on ``train.device``: the task reads its data there.
+        (A task whose ``evaluate`` takes no ``epoch`` is still called, without it, until tying 0.3.)"""
 
     def checkpoint_metadata(self, data: Any) -> dict[str, str]:
         """String entries for the header of every model checkpoint the trainer writes, so the file

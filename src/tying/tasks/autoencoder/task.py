@@ -130,8 +130,8 @@ class AutoEncoderTask(Task):
     def step(self, model: nn.Module, batch: torch.Tensor, carry: Any) -> StepOutput:
         return StepOutput(F.mse_loss(model(batch), batch), len(batch))
 
-    def evaluate(self, model: nn.Module, data: DigitSplits, split: str) -> dict[str, float] | None:
-        mse = reconstruction_mse(model, getattr(data, split))
+    def evaluate(self, model: nn.Module, data: DigitSplits, split: str, *, epoch: int) -> dict[str, float] | None:
+        mse = reconstruction_mse(model, getattr(data, split).to(next(model.parameters()).device))
         return {"loss": mse, "mse": mse}
 
     def record_extras(self, model: nn.Module, data: DigitSplits) -> dict[str, Any]:
@@ -140,7 +140,7 @@ class AutoEncoderTask(Task):
         assert isinstance(model, AutoEncoder)
         images = data.test[:SHOWN]
         with torch.no_grad():
-            shown = model(images).clamp(0, 1)
+            shown = model(images.to(next(model.parameters()).device)).clamp(0, 1).cpu()
         return {
             "widths": list(model.config.widths),
             "originals": images.round(decimals=4).tolist(),

@@ -198,10 +198,11 @@ class LMTask(Task):
         loss, state = self.loss_fn(model, inputs, targets, state)
         return StepOutput(loss, targets.numel(), state)
 
-    def evaluate(self, model: nn.Module, data: LMDataset, split: str) -> dict[str, float] | None:
+    def evaluate(self, model: nn.Module, data: LMDataset, split: str, *, epoch: int) -> dict[str, float] | None:
         stream = getattr(data, split)
         if not stream.numel():
             return None
+        stream = stream.to(next(model.parameters()).device)
         state = model.init_state(stream.size(1)) if self.recurrent else None  # type: ignore[operator]
         total, tokens = 0.0, 0
         for inputs, targets in BPTTBatches(stream, self.settings.bptt):

@@ -156,7 +156,6 @@ class TranslationTask(Task):
         if model.tie in ("three_way", "joint") and not data.joint_vocab:
             raise ValueError(f"model.tie={model.tie!r} shares the source and target embeddings and needs data.joint_vocab=true")
         model.config(data.vocab_size, data.vocab_size)  # the model's own checks (heads divide the width ...), before any data is read
-        self.epoch = 0  # the epoch being trained (set by train_batches), for eval.bleu_every_epoch
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> TranslationDataset:
         d = self.data_config
@@ -197,7 +196,6 @@ class TranslationTask(Task):
         return checkpoint_metadata(self._model_config(data), data.subwords)
 
     def train_batches(self, data: TranslationDataset, epoch: int) -> Sequence[TranslationBatch]:
-        self.epoch = epoch
         return token_batches(data.source, data.target, max_tokens=self.settings.max_tokens, shuffle=True, seed=self.settings.seed + epoch)
 
     def step(self, model: nn.Module, batch: TranslationBatch, carry: Any) -> StepOutput:
@@ -216,13 +214,13 @@ class TranslationTask(Task):
         tgt_in, tgt_out = (None if t is None else rows(t) for t in (batch.tgt_in, batch.tgt_out))
         return TranslationBatch(rows(batch.src), tgt_in, tgt_out, rows(batch.index))
 
-    def evaluate(self, model: nn.Module, data: TranslationDataset, split: str) -> dict[str, float] | None:
+    def evaluate(self, model: nn.Module, data: TranslationDataset, split: str, *, epoch: int) -> dict[str, float] | None:
         assert isinstance(model, TranslationTransformer)
         if split not in data.bitext.splits or not data.bitext.source(split):
             return None
         e = self.eval_config
         sources, references = data.bitext.source(split), data.bitext.target(split)
-        if split == "valid" and not e.bleu_every_epoch and self.epoch < self.settings.epochs:
+        if split == "valid" and not e.bleu_every_epoch and epoch < self.settings.epochs:
             return {"loss": reference_loss(model, data.subwords, sources, references, max_tokens=self.settings.eval_max_tokens)}
         result = evaluate(
             model, data.subwords, sources, references, beam_size=e.beam_size, length_penalty=e.length_penalty,
