@@ -49,7 +49,7 @@ def train(
     with expected_errors(f"resume with: {command}"):
         recipe = load_recipe(config, overrides or [])
         record = train_recipe(
-            recipe, out or Path("runs") / recipe.task / (name or recipe.name), data_root=data_root, resume=resume, command=command,
+            recipe, out or Path("runs") / recipe.task.replace(":", ".") / (name or recipe.name), data_root=data_root, resume=resume, command=command,
             console=console, name=name, progress_every=progress_every,
         )
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:

@@ -41,8 +41,9 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from rich.table import Table
 
 from tying._io import atomic_write_text
+from tying.recipes.config import find_task
 from tying.recipes.run import Run, read_metrics
-from tying.training.task import Metric, ReportFigure, get_task
+from tying.training.task import Metric, ReportFigure
 
 __all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "unfinished", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
 
@@ -72,7 +73,7 @@ def _metrics(rows: Sequence[Row]) -> list[Metric]:
     """The reported metrics of the rows' tasks, in order of first appearance."""
     seen: dict[str, Metric] = {}
     for row in rows:
-        for m in get_task(row.first["task"]).metrics:
+        for m in find_task(row.first["task"]).metrics:
             if m.report:
                 seen.setdefault(m.name, m)
     return list(seen.values())
@@ -80,7 +81,7 @@ def _metrics(rows: Sequence[Row]) -> list[Metric]:
 
 def _curve(rows: Sequence[Row], metrics: list[Metric]) -> Metric:
     """The metric plotted per epoch: the first a task marks ``curve``, else the first reported."""
-    marked = [m for row in rows for m in get_task(row.first["task"]).metrics if m.curve]
+    marked = [m for row in rows for m in find_task(row.first["task"]).metrics if m.curve]
     return marked[0] if marked else metrics[0]
 
 
@@ -318,7 +319,7 @@ def _task_figures(rows: Sequence[Row]) -> list[ReportFigure]:
     for row in rows:
         for x in row.records:
             by_task.setdefault(x["task"], []).append(x)
-    return [f for task, records in by_task.items() for f in get_task(task).report_figures(records)]
+    return [f for task, records in by_task.items() for f in find_task(task).report_figures(records)]
 
 
 def _csv(rows: Sequence[Row]) -> str:

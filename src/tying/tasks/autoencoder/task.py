@@ -34,7 +34,7 @@ from torch import nn
 from tying.tasks.autoencoder.digits import DIGIT_PIXELS, load_digit_images
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig, equal_parameter_widths, reconstruction_mse
 from tying.training.config import Table, TrainConfig
-from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task
+from tying.training.task import Metric, ReportFigure, StepOutput, Task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,7 +86,6 @@ class DigitSplits:
     test: torch.Tensor
 
 
-@register_task
 class AutoEncoderTask(Task):
     """Reconstruct digit images; mean squared error per pixel, lower is better."""
 

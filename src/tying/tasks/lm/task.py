@@ -36,7 +36,7 @@ from tying.tasks.lm.batching import BPTTBatches, batchify
 from tying.tasks.lm.corpus import Corpus, load_corpus
 from tying.tasks.lm.losses import LossConfig, build_loss, perplexity
 from tying.training.config import Table, TrainConfig
-from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task
+from tying.training.task import Metric, ReportFigure, StepOutput, Task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -136,7 +136,6 @@ class LMDataset:
     test: torch.Tensor
 
 
-@register_task
 class LMTask(Task):
     """Next-token prediction on a word-level corpus; perplexity (lower is better)."""
 

@@ -48,7 +48,7 @@ from tying.tasks.translation.evaluation import evaluate, reference_loss, transla
 from tying.tasks.translation.metrics import signatures
 from tying.tasks.translation.subword import Subwords, train_subwords
 from tying.training.config import Table, TrainConfig
-from tying.training.task import Metric, StepOutput, Task, register_task
+from tying.training.task import Metric, StepOutput, Task
 
 __all__ = ["TranslationData", "TranslationModel", "TranslationTrain", "TranslationEval", "TranslationDataset", "TranslationTask"]
 
@@ -132,7 +132,6 @@ class TranslationDataset:
     skipped: int
 
 
-@register_task
 class TranslationTask(Task):
     """Source → target translation with a tied Transformer; BLEU and chrF (higher is better)."""
 
