@@ -29,13 +29,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-import tying
 from tying.data.files import resolve_corpus
+from tying.errors import TieError
 from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
 from tying.tasks.lm.batching import BPTTBatches, batchify
 from tying.tasks.lm.corpus import Corpus, load_corpus
 from tying.tasks.lm.losses import LossConfig, build_loss, perplexity
 from tying.training.config import Table, TrainConfig
+from tying.training.tables import build_config, config_table
 from tying.training.task import Metric, ReportFigure, StepOutput, Task
 
 if TYPE_CHECKING:
@@ -49,59 +50,16 @@ class LMData(Table):
     corpus: str = "builtin"
 
 
-class LSTMModel(Table):
-    """``[model]`` with ``arch = "lstm"``: the fields of :class:`tying.models.LSTMConfig`."""
-
-    arch: Literal["lstm"] = "lstm"
-    embedding_size: int = Field(200, ge=1)
-    hidden_size: int = Field(200, ge=1)
-    num_layers: int = Field(2, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    tie: bool = False
-    init_range: float = Field(0.1, gt=0)
-    uniform_output_biases: bool = False
-    projection: bool = False
-    projection_bias: bool = True
-    last_layer_size: int | None = Field(None, ge=1)
-    input_dropout: float | None = Field(None, ge=0, lt=1)
-    embedding_dropout: float = Field(0.0, ge=0, lt=1)
-    variational: bool = False
-
-    def build(self, vocab_size: int) -> nn.Module:
-        return LSTMLanguageModel(LSTMConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
-
-
-class TransformerModel(Table):
-    """``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig`."""
-
-    arch: Literal["transformer"]
-    context_size: int = Field(256, ge=1)
-    embedding_size: int = Field(128, ge=1)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(4, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    bias: bool = True
-    tie: bool = True
-    init_std: float = Field(0.02, gt=0)
-    share_unique: int | None = Field(None, ge=1)
-    share_strategy: Literal["sequence", "cycle", "cycle_rev", "all"] = "cycle_rev"
-    share_norms: bool = True
-
-    def check_sharing(self) -> None:
-        """Raise ValueError naming the keys when ``share_unique``/``share_strategy`` do not fit
-        ``num_layers`` (the rules of :func:`tying.layer_assignment`)."""
-        if self.share_unique is None:
-            return
-        try:
-            tying.layer_assignment(self.num_layers, self.share_unique, self.share_strategy)
-        except tying.TieError as exc:
-            raise ValueError(
-                f"model.share_unique = {self.share_unique} with model.num_layers = {self.num_layers} and "
-                f"model.share_strategy = {self.share_strategy!r}: {exc}"
-            ) from None
-
-    def build(self, vocab_size: int) -> nn.Module:
-        return TransformerLanguageModel(TransformerConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
+#: ``[model]`` with ``arch = "lstm"`` (the default): the fields of :class:`tying.models.LSTMConfig`.
+LSTMModel = config_table(
+    LSTMConfig, name="LSTMModel", exclude={"vocab_size"}, fields={"arch": (Literal["lstm"], "lstm")},
+    doc='``[model]`` with ``arch = "lstm"``: the fields of :class:`tying.models.LSTMConfig` but ``vocab_size`` (from the corpus).',
+)  # fmt: skip
+#: ``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig`.
+TransformerModel = config_table(
+    TransformerConfig, name="TransformerModel", exclude={"vocab_size"}, fields={"arch": (Literal["transformer"], ...)},
+    doc='``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig` but ``vocab_size`` (from the corpus).',
+)  # fmt: skip
 
 
 class LMTrain(TrainConfig):
@@ -154,17 +112,36 @@ class LMTask(Task):
     def __init__(self, config: dict[str, BaseModel]) -> None:
         super().__init__(config)
         model, loss = config["model"], config["loss"]
-        assert isinstance(loss, LossConfig) and isinstance(model, LSTMModel | TransformerModel)
-        self.model_config: LSTMModel | TransformerModel = model
+        assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel))
         self.loss_config = loss
         self.recurrent = isinstance(model, LSTMModel)
-        if isinstance(model, TransformerModel):
+        if not self.recurrent:
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
                 raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
-            model.check_sharing()
-            if self.settings.bptt > model.context_size:
-                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={model.context_size}")
+            context_size = self._transformer_config(model).context_size
+            if self.settings.bptt > context_size:
+                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={context_size}")
         self.loss_fn = build_loss(self.loss_config)
+
+    @staticmethod
+    def _transformer_config(model: Table, vocab_size: int = 1) -> TransformerConfig:
+        """The model's config; a sharing that does not fit the layers names the keys."""
+        try:
+            return build_config(TransformerConfig, model, vocab_size=vocab_size)
+        except TieError as exc:
+            m: Any = model
+            raise ValueError(
+                f"model.share_unique = {m.share_unique} with model.num_layers = {m.num_layers} and "
+                f"model.share_strategy = {m.share_strategy!r}: {exc}"
+            ) from None
+
+    def model_for(self, vocab_size: int) -> nn.Module:
+        """The recipe's model for a vocabulary of ``vocab_size`` words."""
+        model = self.config["model"]
+        assert isinstance(model, Table)
+        if self.recurrent:
+            return LSTMLanguageModel(build_config(LSTMConfig, model, vocab_size=vocab_size))
+        return TransformerLanguageModel(self._transformer_config(model, vocab_size))
 
     @property
     def settings(self) -> LMTrain:
@@ -184,7 +161,7 @@ class LMTask(Task):
         return {"path": str(c.path), "vocab_size": len(c.dictionary), **{s: getattr(c, s).numel() for s in ("train", "valid", "test")}}
 
     def build_model(self, data: LMDataset) -> nn.Module:
-        return self.model_config.build(len(data.corpus.dictionary))
+        return self.model_for(len(data.corpus.dictionary))
 
     def train_batches(self, data: LMDataset, epoch: int) -> Sequence[tuple[torch.Tensor, torch.Tensor]]:
         return BPTTBatches(data.train, self.settings.bptt)  # type: ignore[return-value]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -39,8 +39,6 @@ from torch import nn
 from tying.data.files import resolve_corpus
 from tying.errors import RecipeError
 from tying.models import TranslationConfig, TranslationTransformer
-from tying.models.translation import TieMode
-from tying.nn import JointActivation
 from tying.tasks.translation.batches import TranslationBatch, token_batches
 from tying.tasks.translation.bitext import Bitext, builtin_bitext, read_bitext
 from tying.tasks.translation.checkpoint import checkpoint_metadata
@@ -48,6 +46,7 @@ from tying.tasks.translation.evaluation import evaluate, reference_loss, transla
 from tying.tasks.translation.metrics import signatures
 from tying.tasks.translation.subword import Subwords, train_subwords
 from tying.training.config import Table, TrainConfig
+from tying.training.tables import build_config, config_table
 from tying.training.task import Metric, StepOutput, Task
 
 __all__ = ["TranslationData", "TranslationModel", "TranslationTrain", "TranslationEval", "TranslationDataset", "TranslationTask"]
@@ -72,26 +71,12 @@ class TranslationData(Table):
     subword_model: Literal["unigram", "bpe"] = "unigram"
 
 
-class TranslationModel(Table):
-    """``[model]``: :class:`tying.models.TranslationConfig` without the vocabulary sizes."""
-
-    tie: TieMode = "three_way"
-    embedding_size: int = Field(256, ge=2)
-    num_heads: int = Field(4, ge=1)
-    encoder_layers: int = Field(3, ge=1)
-    decoder_layers: int = Field(3, ge=1)
-    ffn_size: int = Field(1024, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    attention_dropout: float = Field(0.0, ge=0, lt=1)
-    activation_dropout: float = Field(0.0, ge=0, lt=1)
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    max_positions: int = Field(256, ge=2)
-    joint_size: int | None = Field(None, ge=1)
-    joint_activation: JointActivation = "tanh"
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-
-    def config(self, src_vocab_size: int, tgt_vocab_size: int) -> TranslationConfig:
-        return TranslationConfig(src_vocab_size, tgt_vocab_size, **self.model_dump())
+#: ``[model]``: the fields of :class:`tying.models.TranslationConfig` but the vocabulary sizes and
+#: special token ids, which come from the subword models.
+TranslationModel = config_table(
+    TranslationConfig, name="TranslationModel", exclude={"src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id"},
+    doc="``[model]``: :class:`tying.models.TranslationConfig` without the vocabulary sizes and special ids (from the subword models).",
+)  # fmt: skip
 
 
 class TranslationTrain(TrainConfig):
@@ -151,10 +136,13 @@ class TranslationTask(Task):
         data, model, train, ev = config["data"], config["model"], config["train"], config["eval"]
         assert isinstance(data, TranslationData) and isinstance(model, TranslationModel)
         assert isinstance(train, TranslationTrain) and isinstance(ev, TranslationEval)
-        self.data_config, self.model_config, self.settings, self.eval_config = data, model, train, ev
-        if model.tie in ("three_way", "joint") and not data.joint_vocab:
-            raise ValueError(f"model.tie={model.tie!r} shares the source and target embeddings and needs data.joint_vocab=true")
-        model.config(data.vocab_size, data.vocab_size)  # the model's own checks (heads divide the width ...), before any data is read
+        self.data_config, self.settings, self.eval_config = data, train, ev
+        tie = model.tie  # type: ignore[attr-defined]
+        if tie in ("three_way", "joint") and not data.joint_vocab:
+            raise ValueError(f"model.tie={tie!r} shares the source and target embeddings and needs data.joint_vocab=true")
+        # The model's own checks (heads divide the width ...) before any data is read, at the vocabulary
+        # size asked for; the subword models' own sizes replace it (_model_config).
+        self.model_config = build_config(TranslationConfig, model, src_vocab_size=data.vocab_size, tgt_vocab_size=data.vocab_size)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> TranslationDataset:
         d = self.data_config
@@ -186,7 +174,7 @@ class TranslationTask(Task):
         }
 
     def _model_config(self, data: TranslationDataset) -> TranslationConfig:
-        return self.model_config.config(data.subwords.source_size, data.subwords.target_size)
+        return replace(self.model_config, src_vocab_size=data.subwords.source_size, tgt_vocab_size=data.subwords.target_size)
 
     def build_model(self, data: TranslationDataset) -> nn.Module:
         return TranslationTransformer(self._model_config(data))
