@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,6 +42,27 @@ def _overrides(data: Path | None, epochs: int | None, seed: int | None, size: in
         if value is not None:
             sets.append(f"{key}={value}")
     return sets
+
+
+def _describe(console: Console, recipe: Any, task: Any, loaded: Any, *, builtin: bool) -> None:
+    """The demo's corpus, model and schedule, in two lines."""
+    corpus = loaded.corpus
+    console.print(
+        f"corpus {str(corpus.path)!r}{' (built-in: Python standard-library docstrings)' if builtin else ''}: "
+        f"vocabulary {len(corpus.dictionary):,}, tokens train {corpus.train.numel():,} / "
+        f"valid {corpus.valid.numel():,} / test {corpus.test.numel():,}",
+        highlight=False,
+    )
+    m, t = recipe.tables["model"], recipe.train
+    windows = len(task.train_batches(loaded, 1))
+    per_epoch = min(windows, t.max_batches or windows)
+    console.print(
+        f"model: {m.num_layers}-layer LSTM, {m.hidden_size} units, dropout {m.dropout}; SGD lr {t.lr:g}, clip {t.clip:g}, "
+        f"lr / {t.lr_decay:g} when validation does not improve; {t.epochs} epochs of {per_epoch:,} of the {windows:,} windows "
+        f"of {t.batch_size} x {t.bptt} training tokens"
+        + (f" ({per_epoch / windows:.0%}; each epoch continues where the last stopped)" if per_epoch < windows else ""),
+        highlight=False,
+    )
 
 
 def demo(
@@ -84,25 +105,9 @@ def demo(
         if force:
             for name in earlier:
                 shutil.rmtree(out / name)
-        corpus = loaded.corpus
-        console.print(
-            f"corpus {str(corpus.path)!r}{'' if data else ' (built-in: Python standard-library docstrings)'}: "
-            f"vocabulary {len(corpus.dictionary):,}, tokens train {corpus.train.numel():,} / "
-            f"valid {corpus.valid.numel():,} / test {corpus.test.numel():,}",
-            highlight=False,
-        )
-        m, t = recipes[0].tables["model"], recipes[0].train
-        windows = len(task.train_batches(loaded, 1))
-        per_epoch = min(windows, t.max_batches or windows)
-        console.print(
-            f"model: {m.num_layers}-layer LSTM, {m.hidden_size} units, dropout {m.dropout}; SGD lr {t.lr:g}, clip {t.clip:g}, "  # type: ignore[attr-defined]
-            f"lr / {t.lr_decay:g} when validation does not improve; {t.epochs} epochs of {per_epoch:,} of the {windows:,} windows "
-            f"of {t.batch_size} x {t.bptt} training tokens"  # type: ignore[attr-defined]
-            + (f" ({per_epoch / windows:.0%}; each epoch continues where the last stopped)" if per_epoch < windows else ""),
-            highlight=False,
-        )
+        _describe(console, recipes[0], task, loaded, builtin=data is None)
         run_recipes(runs, out, data_root=None, console=console)
-        rows, written = write_report(runs, out, f"tying demo: tied vs untied LSTM LM on {corpus.path.name}", REPORT)
+        rows, written = write_report(runs, out, f"tying demo: tied vs untied LSTM LM on {loaded.corpus.path.name}", REPORT)
     for table in rich_table(rows, title="tied vs untied"):
         print_table(console, table)
     console.print(THROUGHPUT_NOTE, highlight=False)

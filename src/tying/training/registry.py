@@ -114,7 +114,6 @@ def get_task(name: str, missing: Callable[[str], Exception] = KeyError, builtin:
         if len(values) > 1:
             raise LookupError(f"task {name!r} is declared as more than one class ({', '.join(sorted(values))}); uninstall one of them")
         (value,) = values
-        _TASKS[name] = cls = load_task_class(value)
-        return cls
+        return load_task_class(value)  # looked up afresh each time (a few ms): a package installed meanwhile counts
     except (LookupError, NotATaskError) as exc:
         raise missing(exc.args[0] if exc.args else str(exc)) from exc
