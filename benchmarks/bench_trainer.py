@@ -63,7 +63,7 @@ def _model_and_data(vocab: int, size: int, windows: int, bptt: int, batch: int):
 
 
 def _reference(model: nn.Module, stream: torch.Tensor, batch: int, bptt: int, lr: float = 20.0) -> tuple[int, float]:
-    from tying.data import batchify
+    from tying.tasks.lm import batchify
 
     def repackage_hidden(h):
         return h.detach() if isinstance(h, torch.Tensor) else tuple(repackage_hidden(v) for v in h)
@@ -93,9 +93,7 @@ def _trainer_0_1(model: nn.Module, stream: torch.Tensor, batch: int, bptt: int, 
     (disabled) rich progress bar updated per window."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from tying.data import BPTTBatches, batchify
-    from tying.tasks.lm import detach_state
-    from tying.training import lm_loss
+    from tying.tasks.lm import BPTTBatches, batchify, detach_state, lm_loss
 
     optimizer = torch.optim.SGD(model.parameters(), lr=20.0, momentum=0.0, weight_decay=0.0)
     train_data = batchify(stream, batch)
@@ -126,11 +124,10 @@ def _trainer_0_1(model: nn.Module, stream: torch.Tensor, batch: int, bptt: int, 
 
 def _engine(model: nn.Module, stream: torch.Tensor, batch: int, bptt: int, fused: bool = False) -> tuple[int, float]:
     """One epoch through the engine; the time is its own training time (validation excluded)."""
-    from tying.data import batchify
-    from tying.tasks.lm import LMDataset, LMTask, LMTrain, LSTMModel
-    from tying.training import LossConfig, Trainer
+    from tying.tasks.lm import LMDataset, LMTask, LMTrain, LossConfig, LSTMModel, batchify
+    from tying.training import Trainer
 
-    train = LMTrain(epochs=1, batch_size=batch, bptt=bptt, lr=20.0, clip=0.25)
+    train = LMTrain(epochs=1, batch_size=batch, bptt=bptt, optimizer="sgd", lr=20.0, clip=0.25, lr_schedule="plateau")
     task = LMTask({"model": LSTMModel(), "loss": LossConfig(fused=fused), "train": train})
     small = batchify(stream[: 20 * bptt], 10)
     data = LMDataset(corpus=None, train=batchify(stream, batch), valid=small, test=small[:0])  # type: ignore[arg-type]

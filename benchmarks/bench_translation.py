@@ -19,7 +19,7 @@ ids, or with ``--data FOLDER`` the real training pairs of a Multi30k-layout fold
 SentencePiece vocabulary of ``--vocab-size`` pieces.
 
 **Decoding.** The same model sizes on the built-in English-German corpus
-(:func:`tying.data.builtin_bitext`), trained for ``--decode-steps`` steps so that outputs stop
+(:func:`tying.tasks.translation.builtin_bitext`), trained for ``--decode-steps`` steps so that outputs stop
 where a trained model stops, then translating its test sentences in batches, beam search
 (beam 4, length penalty 0.6) against greedy search, sentences/s; both decode incrementally
 (key/value cache).
@@ -51,11 +51,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, median, report_goals  # noqa: E402
 
-from tying.data import PAD_ID, TranslationBatch, builtin_bitext, read_bitext, token_batches, train_subwords  # noqa: E402
+from tying.tasks.translation import PAD_ID, TranslationBatch, builtin_bitext, read_bitext, token_batches, train_subwords  # noqa: E402
 from tying.machine import describe_machine  # noqa: E402
 from tying.models import TranslationConfig, TranslationTransformer  # noqa: E402
 from tying.models.translation import sinusoidal_positions  # noqa: E402
-from tying.translation import translate_ids, translation_loss  # noqa: E402
+from tying.tasks.translation import translate_ids, translation_loss  # noqa: E402
 
 GOAL = 1.0  # tying three_way training tokens/s vs nn.Transformer
 

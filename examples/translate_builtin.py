@@ -5,8 +5,8 @@
 
 Each epoch prints the mean training loss (label-smoothed), then the validation loss per token and
 the BLEU/chrF of beam-search translations; at the end a few test sentences are translated. The
-corpus (:func:`tying.data.builtin_bitext`) is generated, so this needs no download; the same code
-reads Multi30k with ``tying.data.read_bitext(FOLDER)`` and a larger model.
+corpus (:func:`tying.tasks.translation.builtin_bitext`) is generated, so this needs no download; the same code
+reads Multi30k with ``tying.tasks.translation.read_bitext(FOLDER)`` and a larger model.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 import torch
 
 import tying
-from tying.data import builtin_bitext, token_batches, train_subwords
+from tying.tasks.translation import builtin_bitext, token_batches, train_subwords
 from tying.models import TranslationConfig, TranslationTransformer
-from tying.translation import evaluate, translate, translation_loss
+from tying.tasks.translation import evaluate, translate, translation_loss
 
 
 def main() -> None:

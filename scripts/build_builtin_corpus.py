@@ -1,7 +1,7 @@
 """Freeze the built-in corpus: the docstrings of a CPython standard library, into the package.
 
-Writes ``src/tying/data/stdlib-docs/``: ``train.txt.gz``, ``valid.txt.gz`` and ``test.txt.gz``
-(:func:`tying.data.build_stdlib_corpus`, gzip without time stamp or file name, so the same
+Writes ``src/tying/tasks/lm/stdlib-docs/``: ``train.txt.gz``, ``valid.txt.gz`` and ``test.txt.gz``
+(:func:`tying.tasks.lm.stdlib_docs.build_stdlib_corpus`, gzip without time stamp or file name, so the same
 library gives the same bytes), the library's ``LICENSE.txt`` (the PSF licence and the licences
 of the earlier releases it names) and a ``README.md`` stating where the text came from, how it
 was changed (as clause 3 of the PSF licence asks of derived works), its sizes and checksums.
@@ -26,10 +26,11 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from tying.data import VOCAB_SIZE, Corpus, build_stdlib_corpus
+from tying.tasks.lm import Corpus
+from tying.tasks.lm.stdlib_docs import VOCAB_SIZE, build_stdlib_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-DEST = ROOT / "src" / "tying" / "data" / "stdlib-docs"
+DEST = ROOT / "src" / "tying" / "tasks" / "lm" / "stdlib-docs"
 SPLITS = ("train", "valid", "test")
 # The PSF's notice of copyright, quoted in clause 2 of its licence.
 NOTICE = re.compile(r'"(Copyright \(c\) 2001,[^"]*Python Software Foundation;\s*All Rights Reserved)"')

@@ -21,6 +21,7 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from tying._moved import install as _install_moved_paths
 from tying.accounting import Summary, SummaryRow, summary
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
 from tying.core import retie, tie, tie_transposed, untie, weight_norm
@@ -44,6 +45,8 @@ if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attr
         if name == "hf":
             return importlib.import_module("tying.hf")
         raise AttributeError(f"module 'tying' has no attribute {name!r}")
+
+_install_moved_paths()  # old module paths of what moved into tying.tasks, for one release
 
 __all__ = [
     "BrokenTie",

@@ -16,3 +16,8 @@ class TieVerificationError(TieError):
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or whose tensors or tie spec contradict the model.
     Raised before anything is written into the model."""
+
+
+class RecipeError(ValueError):
+    """A recipe file, override or setting that cannot be used; the message names the file and key.
+    Raised by the recipe reader (:mod:`tying.recipes`), the training engine and tasks alike."""

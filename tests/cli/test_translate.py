@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 import tying
 from tying.cli.main import app
-from tying.data import builtin_bitext
+from tying.tasks.translation import builtin_bitext
 from tying.models import TranslationConfig, TranslationTransformer
 from tying.recipes import read_metrics
-from tying.translation.checkpoint import CONFIG_KEY
+from tying.tasks.translation.checkpoint import CONFIG_KEY
 
 runner = CliRunner()
 LINES = ["A man holds a ball in the park.", "", "Two men find a red ball.", "   "]

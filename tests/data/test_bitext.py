@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tying.data import (
+from tying.tasks.translation import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
@@ -23,7 +23,7 @@ from tying.data import (
     token_batches,
     train_subwords,
 )
-from tying.data import subword as subword_module
+from tying.tasks.translation import subword as subword_module
 
 
 def _write(folder: Path, **files: str) -> Path:

@@ -16,18 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tying.data import (
-    EOS,
-    UNK,
+from tying.data import EOS, UNK, Dictionary, default_cache_dir
+from tying.tasks.lm import (
     VOCAB_SIZE,
     BPTTBatches,
     Corpus,
     CorpusError,
-    Dictionary,
     batchify,
     build_stdlib_corpus,
     builtin_corpus_dir,
-    default_cache_dir,
     load_corpus,
     snapshot_dir,
     tokenize,

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tying
-from tying.data.digits import DIGIT_PIXELS, load_digit_images
+from tying.tasks.autoencoder import DIGIT_PIXELS, load_digit_images
 from tying.models import AutoEncoder, AutoEncoderConfig
 from tying.models.autoencoder import equal_parameter_widths, parameter_count, reconstruction_mse
 

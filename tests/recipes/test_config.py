@@ -18,7 +18,7 @@ from tying.tasks.lm import LMDataset, LSTMModel
 
 def _build(recipe, vocab: int = 50):
     task = recipe.make_task()
-    return task.model_config.build(vocab)
+    return task.model_for(vocab)
 
 
 def test_every_builtin_recipe_loads_and_builds_its_model() -> None:

@@ -20,7 +20,7 @@ import tying
 from tying.cli.main import app
 from tying.recipes import RecordError, expand_seeds, load_recipe, read_metrics, run_recipes, train_recipe
 from tying.recipes.report import Row, columns, markdown, report_rows, unfinished, update_results_doc, write_report
-from tying.tasks.lm import DataNotFoundError, resolve_corpus
+from tying.data import DataNotFoundError, resolve_corpus
 from tying.training import Interrupted, Metric, Task, TrainConfig, register_task
 from tying.training.settings import changed_settings
 

@@ -14,18 +14,16 @@ from typer.testing import CliRunner
 
 import tying
 from tying.cli.main import app
-from tying.data import TranslationBatch, builtin_bitext, token_batches, train_subwords
 from tying.recipes import RecipeError, load_recipe, read_metrics, train_recipe
-from tying.tasks.translation import TranslationTask
-from tying.training import get_task
-from tying.translation import evaluate, load_translator, translate
+from tying.tasks.translation import TranslationBatch, TranslationTask, builtin_bitext, evaluate, load_translator, token_batches, train_subwords, translate
+from tying.recipes import find_task
 
 runner = CliRunner()
 MODES = ["multi30k-none", "multi30k-decoder", "multi30k-three-way", "multi30k-joint"]
 
 
 def test_the_task_is_built_in() -> None:
-    assert get_task("translation") is TranslationTask
+    assert find_task("translation") is TranslationTask
     assert [(m.name, m.direction, m.report) for m in TranslationTask.metrics] == [
         ("loss", "lower", False), ("bleu", "higher", True), ("chrf", "higher", True),
     ]  # fmt: skip

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tying.models import LSTMConfig, LSTMLanguageModel
-from tying.training import LossConfig, augmented_kl, build_loss, fused_lm_loss, lm_loss, projection_penalty, real_loss
+from tying.tasks.lm import LossConfig, augmented_kl, build_loss, fused_lm_loss, lm_loss, projection_penalty, real_loss
 
 
 def _model(tie: bool = True, **kw) -> LSTMLanguageModel:

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import tying
-from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel, TransformerModel
-from tying.training import LossConfig, Trainer
+from tying.tasks.lm import LMData, LMTask, LMTrain, LossConfig, LSTMModel, TransformerModel
+from tying.training import Trainer
 
 WORKER = r"""
 import json, sys
@@ -49,7 +49,7 @@ def make_task(corpus: str, arch: str, parallel: str = "ddp") -> LMTask:
         if arch == "lstm"
         else TransformerModel(arch="transformer", context_size=8, embedding_size=16, num_layers=2, num_heads=2, tie=True)
     )
-    train = LMTrain(epochs=2, batch_size=8, eval_batch_size=4, bptt=8, lr=0.5, momentum=0.9, max_batches=6, parallel=parallel)  # type: ignore[arg-type]
+    train = LMTrain(epochs=2, batch_size=8, eval_batch_size=4, bptt=8, optimizer="sgd", lr=0.5, momentum=0.9, clip=0.25, lr_schedule="plateau", max_batches=6, parallel=parallel)  # type: ignore[arg-type]
     return LMTask({"data": LMData(corpus=corpus), "model": model, "loss": LossConfig(), "train": train})
 
 

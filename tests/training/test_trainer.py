@@ -18,13 +18,13 @@ import torch
 from rich.console import Console
 
 import tying
-from tying.data import BPTTBatches, batchify
 from tying.errors import CheckpointError
-from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel, detach_state
-from tying.training import Interrupted, LossConfig, StepOutput, Trainer, TrainResult, next_lr, read_train_state, step_lr
+from tying.tasks.lm import BPTTBatches, LMData, LMTask, LMTrain, LossConfig, LSTMModel, batchify, detach_state
+from tying.training import Interrupted, StepOutput, Trainer, TrainResult, next_lr, read_train_state, step_lr
 from tying.training.trainer import BEST_FILE, STATE_FILE
 
-TRAIN = {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 5.0, "seed": 7}
+# The language-model schedule (pytorch/examples word_language_model): SGD, clipped, lr / 4 on a plateau.
+TRAIN = {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "optimizer": "sgd", "lr": 5.0, "clip": 0.25, "lr_schedule": "plateau", "seed": 7}
 
 
 def _task(corpus: Path, model: dict[str, Any] | None = None, **train: Any) -> LMTask:
@@ -86,9 +86,9 @@ class _BestFirst(LMTask):
         super().__init__(task.config)
         self.validations = 0
 
-    def evaluate(self, model: Any, data: Any, split: str) -> dict[str, float] | None:
+    def evaluate(self, model: Any, data: Any, split: str, *, epoch: int) -> dict[str, float] | None:
         if split != "valid":
-            return super().evaluate(model, data, split)
+            return super().evaluate(model, data, split, epoch=epoch)
         self.validations += 1
         return {"loss": float(self.validations), "ppl": math.exp(self.validations)}
 
@@ -133,7 +133,7 @@ def test_interrupt_saves_a_point_inside_the_epoch_and_resume_is_exact(tiny_corpu
         def step(self, model: Any, batch: Any, carry: Any) -> StepOutput:
             out = super().step(model, batch, carry)
             if len(self.seen) == 70:  # batch 17 of epoch 2: what the SIGINT handler does
-                trainer.stop_requested = True
+                trainer.stop.requested = True
             return out
 
     task = Stopping(_task(tiny_corpus_dir, epochs=2, momentum=0.5, lr=1.0))
@@ -282,8 +282,8 @@ def test_console_gets_epoch_lines_and_progress_lines_when_not_a_terminal(tiny_co
 TRAINER = r"""
 import sys, time
 import torch
-from tying.tasks.lm import LMData, LMTask, LMTrain, LSTMModel
-from tying.training import LossConfig, Trainer
+from tying.tasks.lm import LMData, LMTask, LMTrain, LossConfig, LSTMModel
+from tying.training import Trainer
 
 torch.set_num_threads(1)  # as the test process: the same reduction order, the same bits
 corpus, ckpt, log = sys.argv[1:4]
@@ -296,7 +296,7 @@ class Logging(LMTask):
         time.sleep(0.03)  # slow enough to be killed mid-run; sleeping changes no number
         return out
 
-TRAIN = dict(epochs=6, batch_size=8, eval_batch_size=4, bptt=10, lr=2.0, momentum=0.5, max_batches=6, seed=3)
+TRAIN = dict(epochs=6, batch_size=8, eval_batch_size=4, bptt=10, optimizer="sgd", lr=2.0, momentum=0.5, clip=0.25, lr_schedule="plateau", max_batches=6, seed=3)
 task = Logging({"data": LMData(corpus=corpus), "model": LSTMModel(embedding_size=16, hidden_size=16, num_layers=1, tie=True),
                 "loss": LossConfig(), "train": LMTrain(**TRAIN)})
 data = task.load_data(None)

@@ -9,9 +9,9 @@ import warnings
 import pytest
 import torch
 
-from tying.data import builtin_bitext, train_subwords
+from tying.tasks.translation import builtin_bitext, train_subwords
 from tying.models import TranslationConfig, TranslationTransformer
-from tying.translation import TruncationWarning, beam_search, greedy_search, translate, translate_ids
+from tying.tasks.translation import TruncationWarning, beam_search, greedy_search, translate, translate_ids
 
 
 def _model(vocab: int = 30, seed: int = 0, **changes) -> TranslationTransformer:

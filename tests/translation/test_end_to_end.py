@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import tying
-from tying.data import builtin_bitext, token_batches, train_subwords
+from tying.tasks.translation import builtin_bitext, token_batches, train_subwords
 from tying.models import TranslationConfig, TranslationTransformer
-from tying.translation import METRICS, evaluate, translate, translation_loss
+from tying.tasks.translation import METRICS, evaluate, translate, translation_loss
 
 
 @pytest.mark.slow

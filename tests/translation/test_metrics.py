@@ -1,11 +1,11 @@
-"""BLEU and chrF through tying.translation.corpus_scores equal sacrebleu's own corpus scores."""
+"""BLEU and chrF through tying.tasks.translation.corpus_scores equal sacrebleu's own corpus scores."""
 
 from __future__ import annotations
 
 import pytest
 import sacrebleu
 
-from tying.translation import corpus_scores
+from tying.tasks.translation import corpus_scores
 
 HYPOTHESES = ["Ein Mann fährt ein Fahrrad auf der Straße.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch."]
 REFERENCES = ["Ein Mann fährt Fahrrad auf einer Straße.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest eine Zeitung."]

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tying.data import PAD_ID, builtin_bitext, token_batches, train_subwords
+from tying.tasks.translation import PAD_ID, builtin_bitext, token_batches, train_subwords
 from tying.models import TranslationConfig, TranslationTransformer
-from tying.translation import METRICS, corpus_scores, evaluate, translate, translation_loss
+from tying.tasks.translation import METRICS, corpus_scores, evaluate, translate, translation_loss
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -77,6 +77,27 @@ def _earlier_runs(runs: Sequence[Run], out: Path, *, resume: bool, force: bool) 
     return earlier
 
 
+def _describe(console: Console, recipe: Any, task: Any, loaded: Any, *, builtin: bool) -> None:
+    """The demo's corpus, model and schedule, in two lines."""
+    corpus = loaded.corpus
+    console.print(
+        f"corpus {str(corpus.path)!r}{' (built-in: a snapshot of Python standard-library docstrings)' if builtin else ''}: "
+        f"vocabulary {len(corpus.dictionary):,}, tokens train {corpus.train.numel():,} / "
+        f"valid {corpus.valid.numel():,} / test {corpus.test.numel():,}",
+        highlight=False,
+    )
+    m, t = recipe.tables["model"], recipe.train
+    windows = len(task.train_batches(loaded, 1))
+    per_epoch = min(windows, t.max_batches or windows)
+    console.print(
+        f"model: {m.num_layers}-layer LSTM, {m.hidden_size} units, dropout {m.dropout}; SGD lr {t.lr:g}, clip {t.clip:g}, "
+        f"lr / {t.lr_decay:g} when validation does not improve; {plural(t.epochs, 'epoch')} of {per_epoch:,} of the {plural(windows, 'window')} "
+        f"of {t.batch_size} x {t.bptt} training tokens"
+        + (f" ({per_epoch / windows:.0%}; each epoch continues where the last stopped)" if per_epoch < windows else ""),
+        highlight=False,
+    )
+
+
 def demo(
     ctx: typer.Context,
     data: Annotated[
@@ -125,25 +146,9 @@ def demo(
         if force:
             for name in earlier:
                 shutil.rmtree(out / name)
-        corpus = loaded.corpus
-        console.print(
-            f"corpus {str(corpus.path)!r}{'' if data else ' (built-in: a snapshot of Python standard-library docstrings)'}: "
-            f"vocabulary {len(corpus.dictionary):,}, tokens train {corpus.train.numel():,} / "
-            f"valid {corpus.valid.numel():,} / test {corpus.test.numel():,}",
-            highlight=False,
-        )
-        m, t = recipes[0].tables["model"], recipes[0].train
-        windows = len(task.train_batches(loaded, 1))
-        per_epoch = min(windows, t.max_batches or windows)
-        console.print(
-            f"model: {m.num_layers}-layer LSTM, {m.hidden_size} units, dropout {m.dropout}; SGD lr {t.lr:g}, clip {t.clip:g}, "  # type: ignore[attr-defined]
-            f"lr / {t.lr_decay:g} when validation does not improve; {plural(t.epochs, 'epoch')} of {per_epoch:,} of the {plural(windows, 'window')} "
-            f"of {t.batch_size} x {t.bptt} training tokens"  # type: ignore[attr-defined]
-            + (f" ({per_epoch / windows:.0%}; each epoch continues where the last stopped)" if per_epoch < windows else ""),
-            highlight=False,
-        )
+        _describe(console, recipes[0], task, loaded, builtin=data is None)
         run_recipes(runs, out, jobs=jobs or (1 if quick else min(2, os.cpu_count() or 1)), data_root=None, console=console)
-        rows, written = write_report(runs, out, f"tying demo: tied vs untied LSTM LM on {corpus.path.name}", REPORT)
+        rows, written = write_report(runs, out, f"tying demo: tied vs untied LSTM LM on {loaded.corpus.path.name}", REPORT)
     for table in rich_table(rows, title="tied vs untied"):
         print_table(console, table)
     console.print(THROUGHPUT_NOTE, highlight=False)

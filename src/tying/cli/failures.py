@@ -28,13 +28,13 @@ def expected_errors(resume_hint: str) -> Iterator[None]:
     """Turn expected errors into one line and exit status 1, and an interrupt
     (:class:`tying.training.Interrupted`) into exit 130 with ``resume_hint``."""
     # The experiments extra: imported here, so that commands without it (inspect) do not need it.
-    from tying.data import BitextError, CorpusError
+    from tying.data import DataError
     from tying.recipes import RecipeError, RecordError
     from tying.recipes.run import RunFailedError
     from tying.training import Interrupted
 
     # Bad input (recipe, data, checkpoint, resume), each with a message naming the culprit.
-    expected = (RecipeError, RecordError, CorpusError, BitextError, FileNotFoundError, CheckpointError, TieError, RunFailedError)
+    expected = (RecipeError, RecordError, DataError, FileNotFoundError, CheckpointError, TieError, RunFailedError)
     try:
         yield
     except Interrupted as exc:

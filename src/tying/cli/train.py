@@ -74,7 +74,7 @@ def train(
     command = invoked_command(ctx, words=[recipe_ref], config=None, sets=overrides)  # recorded in today's spelling
     with expected_errors(f"resume with: {command}"):
         recipe = load_recipe(recipe_ref, overrides)
-        folder = out or Path("runs") / recipe.task / (name or recipe.name)
+        folder = out or Path("runs") / recipe.task.replace(":", ".") / (name or recipe.name)
         check_outputs(folders=[("--out" if out else "run folder", folder)])
         record = train_recipe(
             recipe, folder, data_root=data_root, resume=resume, command=command, console=console, name=name, progress_every=progress_every,

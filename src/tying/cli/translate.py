@@ -1,7 +1,7 @@
 """``tying translate``: translate lines with a trained translation model, or score it on a file pair.
 
 The checkpoint (a file, or a run folder of the translation task: its ``best.safetensors``) holds
-the model configuration and the subword models (:mod:`tying.translation.checkpoint`). Output line
+the model configuration and the subword models (:mod:`tying.tasks.translation.checkpoint`). Output line
 *i* answers input line *i*: empty lines stay empty, and a line longer than the model reads is
 truncated with a warning naming its number.
 """
@@ -62,7 +62,7 @@ def translate_command(
         check_outputs(files=[("--output", output)])
     try:
         from tying.errors import CheckpointError
-        from tying.translation import corpus_scores, load_translator, translate
+        from tying.tasks.translation import corpus_scores, load_translator, translate
     except ImportError as exc:
         raise fail(str(exc)) from None
     try:

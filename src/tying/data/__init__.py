@@ -1,41 +1,25 @@
-"""Data: language-modelling corpora, vocabularies and truncated-BPTT batching; translation bitext,
-subword vocabularies and token-budget batches."""
+"""Data utilities shared by every task: the vocabulary :class:`Dictionary`, where named data sets
+and caches live (:mod:`tying.data.files`). Each task's own readers and batching live in its
+package (``tying.tasks.lm``: word corpora and BPTT batches; ``tying.tasks.translation``: bitext,
+subwords and token batches; ``tying.tasks.autoencoder``: the digits); their old names here still
+work for one release, with a DeprecationWarning."""
 
-from tying.data.batching import BPTTBatches, batchify
-from tying.data.bitext import Bitext, BitextError, builtin_bitext, read_bitext
-from tying.data.corpus import SPLITS, Corpus, CorpusError, load_corpus
-from tying.data.stdlib_docs import VOCAB_SIZE, build_stdlib_corpus, builtin_corpus_dir, default_cache_dir, snapshot_dir, tokenize
-from tying.data.subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Subwords, subword_cache_dir, train_subwords
-from tying.data.translation_batches import TranslationBatch, token_batches
+from tying._moved import moved_attribute
+from tying.data.files import SPLITS, DEFAULT_DATA_ROOT, DataError, DataNotFoundError, default_cache_dir, resolve_corpus
 from tying.data.vocab import EOS, UNK, Dictionary
 
 __all__ = [
     "EOS",
     "UNK",
     "SPLITS",
-    "VOCAB_SIZE",
+    "DEFAULT_DATA_ROOT",
+    "DataError",
+    "DataNotFoundError",
     "Dictionary",
-    "Corpus",
-    "CorpusError",
-    "load_corpus",
-    "builtin_corpus_dir",
-    "build_stdlib_corpus",
-    "snapshot_dir",
     "default_cache_dir",
-    "tokenize",
-    "batchify",
-    "BPTTBatches",
-    "Bitext",
-    "BitextError",
-    "read_bitext",
-    "builtin_bitext",
-    "PAD_ID",
-    "UNK_ID",
-    "BOS_ID",
-    "EOS_ID",
-    "Subwords",
-    "train_subwords",
-    "subword_cache_dir",
-    "TranslationBatch",
-    "token_batches",
+    "resolve_corpus",
 ]
+
+
+def __getattr__(name: str) -> object:
+    return moved_attribute(__name__, name)

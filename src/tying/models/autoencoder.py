@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tying
+from tying.core import tie_transposed
 
 __all__ = ["AutoEncoder", "AutoEncoderConfig", "equal_parameter_widths", "parameter_count", "reconstruction_mse"]
 
@@ -73,7 +73,7 @@ class AutoEncoder(nn.Module):
         self.act = _ACTIVATIONS[config.activation]
         if config.tied:
             for k in range(depth):
-                tying.tie_transposed(self, f"encoder.{depth - 1 - k}.weight", f"decoder.{k}.weight")
+                tie_transposed(self, f"encoder.{depth - 1 - k}.weight", f"decoder.{k}.weight")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.encoder:

@@ -24,7 +24,7 @@ Three ways to get it, all configurable here:
 * ``hidden_size == embedding_size`` (the classic setting);
 * ``projection=True``: a learned :math:`P \in \mathbb{R}^{d \times H}` with bias before the output
   layer. With :math:`H = d` this is Press & Wolf's *projection regularization* model (add
-  :math:`\lambda \lVert P \rVert^2` to the loss: :func:`tying.training.projection_penalty`);
+  :math:`\lambda \lVert P \rVert^2` to the loss: :func:`tying.tasks.lm.projection_penalty`);
 * ``last_layer_size=embedding_size``: the last LSTM layer outputs :math:`d` units directly
   (AWD-LSTM, Merity et al. 2018, arXiv 1708.02182: 1150 hidden, 400 embedding).
 
@@ -44,12 +44,14 @@ the recurrent state is one ``(h, c)`` pair per layer, each ``(1, B, H_i)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tying
+from tying.constraints import Range, check_ranges
+from tying.core import tie
 from tying.errors import TieError
 from tying.nn import LockedDropout, TiedOutput, embedding_dropout
 
@@ -90,20 +92,23 @@ class LSTMConfig:
         variational: one dropout mask per sequence, shared across time steps (locked dropout).
     """
 
-    vocab_size: int
-    embedding_size: int = 200
-    hidden_size: int = 200
-    num_layers: int = 2
-    dropout: float = 0.2
+    vocab_size: Annotated[int, Range(ge=1)]
+    embedding_size: Annotated[int, Range(ge=1)] = 200
+    hidden_size: Annotated[int, Range(ge=1)] = 200
+    num_layers: Annotated[int, Range(ge=1)] = 2
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.2
     tie: bool = False
-    init_range: float = 0.1
+    init_range: Annotated[float, Range(gt=0)] = 0.1
     uniform_output_biases: bool = False
     projection: bool = False
     projection_bias: bool = True
-    last_layer_size: int | None = None
-    input_dropout: float | None = None
-    embedding_dropout: float = 0.0
+    last_layer_size: Annotated[int | None, Range(ge=1)] = None
+    input_dropout: Annotated[float | None, Range(ge=0, lt=1)] = None
+    embedding_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     variational: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
     @property
     def layer_sizes(self) -> list[int]:
@@ -148,7 +153,7 @@ class LSTMLanguageModel(nn.Module):
         self.projection = nn.Linear(widths[-1], config.embedding_size, bias=config.projection_bias) if config.projection else None
         self.decoder = TiedOutput(config.output_features, config.vocab_size)  # an nn.Linear with a fused .loss
         if config.tie:
-            tying.tie(self, "encoder.weight", "decoder.weight")
+            tie(self, "encoder.weight", "decoder.weight")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

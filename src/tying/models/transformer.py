@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tying
+from tying.constraints import Range, check_ranges
+from tying.core import tie
 from tying.nn import TiedOutput
+from tying.sharing import layer_assignment, share_layers
 
 __all__ = ["TransformerConfig", "TransformerLanguageModel"]
 
@@ -65,18 +67,23 @@ class TransformerConfig:
             paper); False leaves them per block.
     """
 
-    vocab_size: int
-    context_size: int = 256
-    embedding_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    dropout: float = 0.0
+    vocab_size: Annotated[int, Range(ge=1)]
+    context_size: Annotated[int, Range(ge=1)] = 256
+    embedding_size: Annotated[int, Range(ge=1)] = 128
+    num_layers: Annotated[int, Range(ge=1)] = 4
+    num_heads: Annotated[int, Range(ge=1)] = 4
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     bias: bool = True
     tie: bool = True
-    init_std: float = 0.02
-    share_unique: int | None = None
+    init_std: Annotated[float, Range(gt=0)] = 0.02
+    share_unique: Annotated[int | None, Range(ge=1)] = None
     share_strategy: Literal["sequence", "cycle", "cycle_rev", "all"] = "cycle_rev"
     share_norms: bool = True
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.share_unique is not None:  # the rules of tying.layer_assignment (TieError naming them)
+            layer_assignment(self.num_layers, self.share_unique, self.share_strategy)
 
 
 class CausalSelfAttention(nn.Module):
@@ -145,9 +152,9 @@ class TransformerLanguageModel(nn.Module):
         self.ln_f = nn.LayerNorm(config.embedding_size, bias=config.bias)
         self.lm_head = TiedOutput(config.embedding_size, config.vocab_size, bias=False)
         if config.tie:
-            tying.tie(self, "wte.weight", "lm_head.weight")
+            tie(self, "wte.weight", "lm_head.weight")
         if config.share_unique is not None:
-            tying.share_layers(self, "blocks", unique=config.share_unique, strategy=config.share_strategy, share_norms=config.share_norms)
+            share_layers(self, "blocks", unique=config.share_unique, strategy=config.share_strategy, share_norms=config.share_norms)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

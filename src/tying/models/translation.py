@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tying
+from tying.constraints import Range, check_ranges
+from tying.core import tie
 from tying.nn import JointActivation, JointOutput, TiedOutput
 
 __all__ = ["DecoderCache", "TieMode", "TranslationConfig", "TranslationTransformer", "sinusoidal_positions"]
@@ -75,30 +76,31 @@ class TranslationConfig:
         joint_size: joint space width j of ``tie="joint"`` (default ``embedding_size``).
         joint_activation: g of ``tie="joint"``.
         label_smoothing: epsilon of the training loss.
-        pad_id, bos_id, eos_id: special token ids (those of :mod:`tying.data.subword` by default).
+        pad_id, bos_id, eos_id: special token ids (those of :mod:`tying.tasks.translation.subword` by default).
     """
 
-    src_vocab_size: int
-    tgt_vocab_size: int
+    src_vocab_size: Annotated[int, Range(ge=1)]
+    tgt_vocab_size: Annotated[int, Range(ge=1)]
     tie: TieMode = "three_way"
-    embedding_size: int = 256
-    num_heads: int = 4
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    ffn_size: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    activation_dropout: float = 0.0
+    embedding_size: Annotated[int, Range(ge=2)] = 256
+    num_heads: Annotated[int, Range(ge=1)] = 4
+    encoder_layers: Annotated[int, Range(ge=1)] = 3
+    decoder_layers: Annotated[int, Range(ge=1)] = 3
+    ffn_size: Annotated[int, Range(ge=1)] = 1024
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    attention_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    activation_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    max_positions: int = 256
-    joint_size: int | None = None
+    max_positions: Annotated[int, Range(ge=2)] = 256
+    joint_size: Annotated[int | None, Range(ge=1)] = None
     joint_activation: JointActivation = "tanh"
-    label_smoothing: float = 0.1
+    label_smoothing: Annotated[float, Range(ge=0, lt=1)] = 0.1
     pad_id: int = 0
     bos_id: int = 2
     eos_id: int = 3
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.tie not in get_args(TieMode):
             raise ValueError(f"tie must be one of {list(get_args(TieMode))}, got {self.tie!r}")
         if self.tie in ("three_way", "joint") and self.src_vocab_size != self.tgt_vocab_size:
@@ -112,9 +114,6 @@ class TranslationConfig:
             raise ValueError(f"num_heads={self.num_heads} does not divide embedding_size={self.embedding_size}")
         if self.positions == "sinusoidal" and self.embedding_size % 2:
             raise ValueError(f"sinusoidal positions need an even embedding_size, got {self.embedding_size}")
-        for name in ("dropout", "attention_dropout", "activation_dropout", "label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         ids = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
         for name, i in ids.items():
             if not 0 <= i < min(self.src_vocab_size, self.tgt_vocab_size):
@@ -258,9 +257,9 @@ class TranslationTransformer(nn.Module):
         else:
             self.output = TiedOutput(d, c.tgt_vocab_size)
         if c.tie == "decoder":
-            tying.tie(self, "tgt_embed.weight", "output.weight")
+            tie(self, "tgt_embed.weight", "output.weight")
         elif c.tie in ("three_way", "joint"):
-            tying.tie(self, "tgt_embed.weight", "src_embed.weight", "output.weight")
+            tie(self, "tgt_embed.weight", "src_embed.weight", "output.weight")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

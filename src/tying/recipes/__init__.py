@@ -7,13 +7,14 @@
 * :mod:`tying.recipes.report`: tables, CSV and plots of finished runs; sections of ``docs/RESULTS.md``.
 """
 
-from tying.recipes.config import Recipe, RecipeError, builtin_recipes, load_recipe, parse_override
+from tying.recipes.config import Recipe, RecipeError, builtin_recipes, find_task, load_recipe, parse_override
 from tying.recipes.run import METRICS_FILE, RecordError, Run, expand_seeds, read_metrics, run_recipes, train_recipe
 
 __all__ = [
     "Recipe",
     "RecipeError",
     "builtin_recipes",
+    "find_task",
     "load_recipe",
     "parse_override",
     "METRICS_FILE",

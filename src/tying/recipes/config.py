@@ -5,7 +5,7 @@ A recipe file names its task and gives that task's tables::
     base = "ptb-small"            # optional: start from another recipe, then override
     name = "ptb-small-tied"
     description = "..."
-    task = "lm"                   # a registered task (tying.training.get_task)
+    task = "lm"                   # a task name, or "package.module:ClassName" (find_task)
 
     [data]                        # the task's tables, each validated by its pydantic model:
     corpus = "ptb"                #   types are strict (tie = "False" is an error, not True),
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -39,22 +40,28 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from tying.errors import RecipeError
+from tying.tasks import BUILTIN_TASKS
 from tying.training.config import TrainConfig
-from tying.training.task import Task, get_task
+from tying.training.registry import get_task
+from tying.training.task import Task
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "builtin_recipes", "parse_override"]
+__all__ = ["Recipe", "RecipeError", "load_recipe", "builtin_recipes", "parse_override", "find_task"]
 
 _TOP = {"base", "name", "description", "task", "paper"}
 _PAPER_KEYS = {"parameters", "source", "note", "tolerance", "tested"}
 
 
-class RecipeError(ValueError):
-    """A recipe file or override that cannot be used; the message names the file and key."""
+def find_task(name: str, missing: Callable[[str], Exception] = RecipeError) -> type[Task]:
+    """The task class a recipe's ``task = name`` names (:func:`tying.training.get_task`: a
+    ``"module:Class"`` path, a registered task, a ``tying.tasks`` entry point, or one of tying's
+    own, :data:`tying.tasks.BUILTIN_TASKS`); else ``missing(why)``."""
+    return get_task(name, missing, builtin=BUILTIN_TASKS)
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class Recipe:
         return self.train.epochs < self.schedule_epochs
 
     def make_task(self) -> Task:
-        return get_task(self.task)(self.tables)
+        return find_task(self.task)(self.tables)
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> Recipe:
         """The same recipe file with more overrides applied after this one's."""
@@ -190,7 +197,7 @@ def _validate(data: dict[str, Any], where: str) -> tuple[type[Task], dict[str, B
     for key in ("name", "task"):
         if not isinstance(data.get(key), str):
             raise RecipeError(f"{where}: {key!r} (a string) is required" + (f", got {data[key]!r}" if key in data else ""))
-    task = get_task(data["task"], missing=lambda msg: RecipeError(f"{where}: task = {data['task']!r}: {msg}"))
+    task = find_task(data["task"], missing=lambda msg: RecipeError(f"{where}: task = {data['task']!r}: {msg}"))
     raw = {k: v for k, v in data.items() if k not in _TOP}
     types = task.table_types(raw)
     unknown = sorted(set(raw) - set(types))

@@ -34,17 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 from rich.table import Table
 
 from tying._io import atomic_write_text
 from tying._text import plural
+from tying.recipes.config import find_task
+from tying.recipes.plots import Point, curve_plot, figure_file, scatter_plot, task_figures
 from tying.recipes.run import Run, current_command, read_metrics
 from tying.recipes.terminal import name_table
-from tying.training.task import Metric, ReportFigure, get_task
+from tying.training.task import Metric
 
 __all__ = ["Row", "report_rows", "columns", "rich_table", "markdown", "unfinished", "write_report", "update_results_doc", "THROUGHPUT_NOTE"]
 
@@ -74,7 +72,7 @@ def _metrics(rows: Sequence[Row]) -> list[Metric]:
     """The reported metrics of the rows' tasks, in order of first appearance."""
     seen: dict[str, Metric] = {}
     for row in rows:
-        for m in get_task(row.first["task"]).metrics:
+        for m in find_task(row.first["task"]).metrics:
             if m.report:
                 seen.setdefault(m.name, m)
     return list(seen.values())
@@ -82,7 +80,7 @@ def _metrics(rows: Sequence[Row]) -> list[Metric]:
 
 def _curve(rows: Sequence[Row], metrics: list[Metric]) -> Metric:
     """The metric plotted per epoch: the first a task marks ``curve``, else the first reported."""
-    marked = [m for row in rows for m in get_task(row.first["task"]).metrics if m.curve]
+    marked = [m for row in rows for m in find_task(row.first["task"]).metrics if m.curve]
     return marked[0] if marked else metrics[0]
 
 
@@ -290,7 +288,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
     lines += [notes, *filter(None, (_against_paper(rows, m) for m in metrics)), THROUGHPUT_NOTE, ""]
     lines += [f"![validation {m.words} per epoch]({image_prefix}valid-{m.name}.png)" for m in [_curve(rows, metrics)] if metrics]
     lines += [f"![test {first} against unique parameters]({image_prefix}test-vs-params.png)"]
-    lines += [f"![{f.alt}]({image_prefix}{f.name}.png)" for f in _task_figures(rows)]
+    lines += [f"![{f.alt}]({image_prefix}{f.name}.png)" for f in task_figures([x for row in rows for x in row.records])]
     lines += [""]
     lines += ["Runs (each reproduced by its command; `tying compare` resumes and skips finished runs):", ""]
     for row in rows:
@@ -303,16 +301,6 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
                 + (f". Paper: {', '.join(sorted(sources))}." if sources else ".")
             )
     return "\n".join(lines) + "\n"
-
-
-def _task_figures(rows: Sequence[Row]) -> list[ReportFigure]:
-    """The figures the rows' tasks add (:meth:`tying.training.Task.report_figures`), each task
-    given its own runs' records."""
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        for x in row.records:
-            by_task.setdefault(x["task"], []).append(x)
-    return [f for task, records in by_task.items() for f in get_task(task).report_figures(records)]
 
 
 def _csv(rows: Sequence[Row]) -> str:
@@ -328,83 +316,25 @@ def _csv(rows: Sequence[Row]) -> str:
     return buffer.getvalue()
 
 
-def _figure() -> Figure:
-    """A bare 6.4 x 4 inch Figure with the Agg canvas: no pyplot global state, no display needed."""
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-#: Tick labels as plain numbers ("200", "1.5"), also on a log axis (never "2×10²").
-_PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
-
-
 def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
+    """The report's figures (module docstring) as ``<prefix>-*.png``."""
     metrics = _metrics(rows)
     if not metrics:
         return []
     title = textwrap.fill(title, 64)  # a 6.4-inch figure's title line holds about 64 characters
     m = _curve(rows, metrics)
     records = [x for row in rows for x in row.records]
-    fig = _figure()
-    ax = fig.add_subplot()
-    if max(len(x["history"]) for x in records) > 1:
-        for x in records:
-            ax.plot([h["epoch"] for h in x["history"]], [h[f"valid_{m.name}"] for h in x["history"]], marker="o", label=x["name"])
-        ax.set(xlabel="epoch", ylabel=f"validation {m.words}", title=title, yscale="log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_formatter(_PLAIN)
-        ax.yaxis.set_minor_formatter(_PLAIN)
-        ax.legend()
-    else:  # one epoch each: a per-epoch line would be a lone dot per run
-        names, values = [x["name"] for x in records], [x["history"][0][f"valid_{m.name}"] for x in records]
-        bars = ax.barh(names, values)
-        ax.bar_label(bars, labels=[m.format(v) for v in values], padding=3)
-        ax.invert_yaxis()
-        ax.set(xlabel=f"validation {m.words} after epoch 1 ({m.direction} is better)", title=title)
-        ax.margins(x=0.15)
-    ax.grid(alpha=0.3, which="both")
-    curve = Path(f"{prefix}-valid-{m.name}.png")
-    fig.savefig(curve, dpi=120, metadata={"Software": None})
-
-    m = metrics[0]
-    fig = _figure()
-    ax = fig.add_subplot()
-    papers, shown = False, []
+    written = [curve_plot(Path(f"{prefix}-valid-{m.name}.png"), title, m, records)]
+    m, points = metrics[0], []
     for row in rows:
         values = _compared(row, m) or _values(row, "test", m)  # the model the gap uses, else the best epoch's
-        if not values:
-            continue
-        size = row.first["unique_parameters"] / 1e6
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        line = ax.errorbar(size, statistics.mean(values), yerr=sd, fmt="o", capsize=3, label=row.label)
-        if len(values) > 1:  # each seed too: mean ± sd alone hides a bimodal outcome (one seed that stalls)
-            ax.scatter([size] * len(values), values, s=14, facecolors="none", edgecolors=line[0].get_color())
-        ref = row.first["recipe"]["paper"].get(f"test_{m.name}")
-        if ref is not None and not _shortened(row.first):
-            ax.scatter(size, ref, marker="x", color=line[0].get_color())
-            papers = True
-            shown.append(ref)
-        shown += values
-    ax.set(xlabel="unique parameters (millions)", ylabel=f"test {m.words}", title=title)
-    if shown and min(shown) > 0 and max(shown) > 3 * min(shown):  # an outlier would flatten the rest on a linear axis
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PLAIN)
-        ax.yaxis.set_minor_formatter(_PLAIN)
-    # A legend, not labels at the points: rows of nearly equal size and value would overlap.
-    handles, _ = ax.get_legend_handles_labels()
-    if papers:
-        handles.append(Line2D([], [], marker="x", ls="", color="gray", label="paper (same colour)"))
-    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), title="mean ± sd over seeds\n(rings: each seed)" if any(len(r.records) > 1 for r in rows) else None, title_fontsize=8)
-    ax.grid(alpha=0.3)
-    scatter = Path(f"{prefix}-test-vs-params.png")
-    fig.savefig(scatter, dpi=120, metadata={"Software": None})
-    written = [curve, scatter]
-    for extra in _task_figures(rows):
-        fig = _figure()
-        extra.draw(fig)
-        written.append(Path(f"{prefix}-{extra.name}.png"))
-        fig.savefig(written[-1], dpi=120, metadata={"Software": None})
+        if values:
+            ref = row.first["recipe"]["paper"].get(f"test_{m.name}")
+            paper = None if ref is None or _shortened(row.first) else ref
+            points.append(Point(row.label, row.first["unique_parameters"] / 1e6, values, paper))
+    seeds = any(len(row.records) > 1 for row in rows)
+    written.append(scatter_plot(Path(f"{prefix}-test-vs-params.png"), title, m, points, seeds=seeds))
+    written += [figure_file(Path(f"{prefix}-{extra.name}.png"), extra.draw) for extra in task_figures([x for row in rows for x in row.records])]
     return written
 
 

@@ -1,6 +1,24 @@
-"""The tasks shipped with tying, one module each (:class:`tying.training.Task` subclasses,
-registered by name and imported when a recipe names them, see :func:`tying.training.get_task`).
+"""The tasks shipped with tying, one package each (a :class:`tying.training.Task` subclass and
+everything specific to it: data readers, batching, losses, metrics, report figures):
 
-* :mod:`tying.tasks.lm`: word-level language modelling (``task = "lm"``), LSTM or Transformer.
+* :mod:`tying.tasks.lm`: word-level language modelling (``task = "lm"``), LSTM or Transformer;
+* :mod:`tying.tasks.translation`: translation with a tied Transformer (``task = "translation"``);
 * :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``).
+
+Tasks never import one another: what two tasks share lives in :mod:`tying.data`,
+:mod:`tying.models`, :mod:`tying.nn` or the engine (:mod:`tying.training`).
+
+Recipes find these tasks the way they find anyone's (:mod:`tying.training.registry`): through
+the ``tying.tasks`` entry points that ``pyproject.toml`` declares. :data:`BUILTIN_TASKS` is the
+same table, for a source checkout whose installed metadata predates it (a test keeps the two
+equal). A task package is imported only when a recipe names its task.
 """
+
+__all__ = ["BUILTIN_TASKS"]
+
+#: Task name -> ``"module:Class"``, as the ``tying.tasks`` entry points of ``pyproject.toml``.
+BUILTIN_TASKS = {
+    "autoencoder": "tying.tasks.autoencoder:AutoEncoderTask",
+    "lm": "tying.tasks.lm:LMTask",
+    "translation": "tying.tasks.translation:TranslationTask",
+}

@@ -1,21 +1,12 @@
-"""The training engine and its components: the task protocol, settings, the loop, objectives of
-language models, and training-state checkpoints."""
+"""The training engine, shared by every task and specific to none: the task protocol, settings,
+the loop, and training-state checkpoints."""
 
+from tying._moved import moved_attribute
 from tying.training.config import LRSchedule, Table, TrainConfig, build_optimizer, next_lr, step_lr
-from tying.training.losses import (
-    LossConfig,
-    LossFn,
-    augmented_kl,
-    build_loss,
-    fused_lm_loss,
-    lm_loss,
-    perplexity,
-    projection_penalty,
-    real_loss,
-    with_projection_penalty,
-)
 from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
-from tying.training.task import Metric, ReportFigure, StepOutput, Task, get_task, register_task, task_names
+from tying.training.tables import build_config, config_table
+from tying.training.registry import get_task, register_task, task_names
+from tying.training.task import Metric, ReportFigure, StepOutput, Task
 from tying.training.trainer import Interrupted, Trainer, TrainResult
 
 __all__ = [
@@ -25,16 +16,8 @@ __all__ = [
     "build_optimizer",
     "next_lr",
     "step_lr",
-    "LossFn",
-    "lm_loss",
-    "fused_lm_loss",
-    "LossConfig",
-    "build_loss",
-    "augmented_kl",
-    "real_loss",
-    "projection_penalty",
-    "with_projection_penalty",
-    "perplexity",
+    "config_table",
+    "build_config",
     "TrainState",
     "SavedTrainState",
     "save_train_state",
@@ -50,3 +33,7 @@ __all__ = [
     "Trainer",
     "TrainResult",
 ]
+
+
+def __getattr__(name: str) -> object:
+    return moved_attribute(__name__, name)

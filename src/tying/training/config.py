@@ -1,5 +1,5 @@
 """Settings of the training engine, shared by every task: epochs, optimizer, learning-rate
-schedule, clipping, seed, data parallelism.
+schedule, clipping, seed, data parallelism, device.
 
 Recipe tables are pydantic models in strict mode: a value of the wrong type (``epochs = 2.5``,
 ``lr = "fast"``, ``tie = "False"``) or out of range (``epochs = 0``) is an error, never coerced.
@@ -9,10 +9,11 @@ A task adds its own training settings by subclassing :class:`TrainConfig`.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 __all__ = ["Table", "TrainConfig", "LRSchedule", "next_lr", "step_lr", "build_optimizer"]
@@ -38,42 +39,60 @@ class Table(BaseModel):
 
 
 class TrainConfig(Table):
-    """The ``[train]`` table: settings of :class:`tying.training.Trainer`. Defaults follow
-    pytorch/examples ``word_language_model`` (plain SGD at lr 20, gradient norm clipped to 0.25,
-    lr / 4 on a validation plateau).
+    """The ``[train]`` table: settings of :class:`tying.training.Trainer`.
+
+    The defaults belong to no task: AdamW at lr 1e-3 with torch's betas, no weight decay, no
+    gradient clipping, a constant learning rate, on the CPU. A recipe states what its experiment
+    uses (every built-in recipe states its optimizer, learning rate, clipping and schedule; the
+    language-model recipes SGD at lr 20 clipped to 0.25, pytorch/examples ``word_language_model``).
 
     Attributes:
         epochs: passes over the training data (an epoch is ``max_batches`` batches if that is set).
-        optimizer: ``"sgd"`` (``torch.optim.SGD`` with ``momentum``) or ``"adamw"`` (with ``betas``).
+        optimizer: ``"adamw"`` (``torch.optim.AdamW`` with ``betas``) or ``"sgd"``
+            (``torch.optim.SGD`` with ``momentum``).
         lr: initial learning rate; weight_decay: passed to the optimizer.
         first_epoch_lr: the learning rate of the first epoch only; the per-epoch schedule then
-            starts from ``lr`` (a gentler first epoch, e.g. for Press & Wolf's projection models,
-            whose start oscillates at lr 20). None: ``lr`` from the start.
+            starts from ``lr`` (a gentler first epoch for a model whose start oscillates at
+            ``lr``). None: ``lr`` from the start.
         clip: maximum global gradient L2 norm (``clip_grad_norm_``); 0 disables clipping.
-        lr_schedule, lr_decay, decay_start, warmup_steps: see :data:`LRSchedule`.
+        lr_schedule, lr_decay, decay_start, warmup_steps: see :data:`LRSchedule`. ``lr_decay``
+            and ``decay_start`` act only under the ``"plateau"`` and ``"step"`` schedules; their
+            defaults (4, 4) are tying 0.1's, kept so that every recorded run's settings still read
+            the same.
         max_batches: cap on training batches per epoch; capped epochs follow on from each other
             through the batches, wrapping round at the end. 0: no cap.
         seed: ``torch.manual_seed`` before the model is built and before training (dropout
             masks); the same seed, data and settings give bit-identical losses.
         parallel: under ``torchrun`` with several processes, ``"ddp"`` (DistributedDataParallel)
             or ``"fsdp"`` (FSDP2 through :func:`tying.distributed.fully_shard_tied`).
+        device: ``"cpu"``, ``"cuda"`` (under ``torchrun``: each process's own GPU) or
+            ``"cuda:N"``; the model and the training batches go there
+            (:func:`tying.training.device.resolve_device`: a clear error when it is absent).
     """
 
     epochs: int = Field(6, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(20.0, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
     first_epoch_lr: float | None = Field(None, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
-    clip: float = Field(0.25, ge=0)
-    lr_schedule: LRSchedule = "plateau"
+    clip: float = Field(0.0, ge=0)
+    lr_schedule: LRSchedule = "constant"
     lr_decay: float = Field(4.0, ge=1)
     decay_start: int = Field(4, ge=1)
     warmup_steps: int = Field(0, ge=0)
     max_batches: int = Field(0, ge=0)
     seed: int = 1111
     parallel: Literal["ddp", "fsdp"] = "ddp"
+    device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError("must be \"cpu\", \"cuda\" or \"cuda:N\" (N: the GPU's index)")
+        return value
 
     @model_validator(mode="before")
     @classmethod

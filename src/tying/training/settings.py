@@ -11,8 +11,9 @@ from pydantic import BaseModel
 
 __all__ = ["changed_settings"]
 
-#: Settings a stored run may differ in: more epochs extend a run, fewer re-score it.
-_MAY_CHANGE = {("train", "epochs")}
+#: Settings a stored run may differ in: more epochs extend a run, fewer re-score it; the device
+#: says where it runs, not what it computes.
+_MAY_CHANGE = {("train", "epochs"), ("train", "device")}
 
 
 def _shown(value: Any) -> str:
@@ -25,7 +26,7 @@ def changed_settings(stored: Mapping[str, Mapping[str, Any]], requested: Mapping
     (the same tables as JSON, from a run's training state or ``metrics.json``), each as
     ``"train.lr: stored 0.01, requested 0.001"``; empty when the run can be reused.
 
-    ``train.epochs`` is not compared. A key the stored run lacks counts as unchanged while the
+    ``train.epochs`` and ``train.device`` are not compared. A key the stored run lacks counts as unchanged while the
     requested value is the key's default: the run predates the key, and a key is added with the
     default that keeps the earlier behaviour."""
     changed = []

@@ -5,8 +5,8 @@ and learning-rate schedule, gradient clipping, checkpoints and exact resume, int
 progress output, per-epoch history, throughput, and data parallelism. A :class:`Task` owns what
 differs: how to read its data, build its model from the recipe's tables, cut the data into
 batches, compute the training loss, and evaluate. A language model, a translation model and an
-autoencoder are each one subclass, registered by name (:func:`register_task`) so that a recipe
-file selects it with ``task = "<name>"``.
+autoencoder are each one subclass; a recipe file selects one with ``task = "<name>"`` or
+``task = "package.module:ClassName"`` (:mod:`tying.training.registry`).
 
 A task's recipe tables (``[model]``, ``[data]``, ``[train]``, ``[loss]`` ...) are pydantic
 models in strict mode, so ``model.tie = "False"`` is an error rather than a truthy string; the
@@ -17,12 +17,11 @@ complete task.
 
 from __future__ import annotations
 
-import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel
@@ -33,7 +32,7 @@ from tying.training.config import TrainConfig
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Metric", "Task", "StepOutput", "ReportFigure", "register_task", "get_task", "task_names"]
+__all__ = ["Metric", "Task", "StepOutput", "ReportFigure"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,8 @@ class Task(ABC):
     one instance is made per recipe, holding its validated tables in :attr:`config`.
 
     Class attributes:
-        name: the recipe's ``task = ...`` value.
+        name: the task's name (a recipe's ``task = ...`` where it is registered or declared as an
+            entry point under that name).
         tables: recipe table name -> its pydantic model (``"train"`` must map to
             :class:`TrainConfig` or a subclass). Tables may be omitted from a recipe when every
             field has a default.
@@ -153,13 +153,16 @@ class Task(ABC):
     @abstractmethod
     def step(self, model: nn.Module, batch: Any, carry: Any) -> StepOutput:
         """The training loss of one batch (``carry``: the previous step's, None at the start of
-        an epoch)."""
+        an epoch). The engine has moved the batch's tensors to the model's device
+        (:func:`tying.training.device.to_device`)."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, data: Any, split: str) -> dict[str, float] | None:
-        """Every metric of :attr:`metrics` (and ``"loss"``) on ``split`` (``"valid"``, ``"test"``),
-        or None when the data has no such split; the model is already in eval mode under
-        ``torch.no_grad``."""
+    def evaluate(self, model: nn.Module, data: Any, split: str, *, epoch: int) -> dict[str, float] | None:
+        """Every metric of :attr:`metrics` (and ``"loss"``) on ``split`` (``"valid"``, ``"test"``)
+        for the model of 1-based ``epoch`` (validation: the epoch just trained; test: the epoch
+        whose model is tested), or None when the data has no such split. The model is already in
+        eval mode under ``torch.no_grad``, on ``train.device``: the task reads its data there.
+        (A task whose ``evaluate`` takes no ``epoch`` is still called, without it, until tying 0.3.)"""
 
     def checkpoint_metadata(self, data: Any) -> dict[str, str]:
         """String entries for the header of every model checkpoint the trainer writes, so the file
@@ -192,39 +195,3 @@ class Task(ABC):
                 raise ValueError(f"a batch of {size} along dim {self.batch_dim} does not split evenly over {world_size} ranks")
             return batch.chunk(world_size, self.batch_dim)[rank]
         return type(batch)(self.split_batch(b, rank, world_size) for b in batch)
-
-
-# --------------------------------------------------------------------------- registry
-
-_TASKS: dict[str, type[Task]] = {}
-#: Tasks shipped with tying, imported on first use so a recipe of one task never imports another's
-#: dependencies. A new built-in task adds one line here.
-_BUILTIN = {"lm": "tying.tasks.lm", "autoencoder": "tying.tasks.autoencoder", "translation": "tying.tasks.translation"}
-
-T = TypeVar("T", bound=type[Task])
-
-
-def register_task(cls: T) -> T:
-    """Class decorator: make ``cls`` available to recipes as ``task = cls.name``."""
-    for attr in ("name", "tables", "metrics"):
-        if not hasattr(cls, attr):
-            raise TypeError(f"task class {cls.__name__} must set the class attribute {attr!r}")
-    if not issubclass(cls.tables.get("train", object), TrainConfig):
-        raise TypeError(f"task {cls.name!r}: tables['train'] must be TrainConfig or a subclass")
-    _TASKS[cls.name] = cls
-    return cls
-
-
-def task_names() -> list[str]:
-    """Every task a recipe can name: the built-in ones and those registered so far."""
-    return sorted({*_BUILTIN, *_TASKS})
-
-
-def get_task(name: str, missing: Callable[[str], Exception] = KeyError) -> type[Task]:
-    """The task class registered as ``name`` (importing a built-in one on first use); else
-    ``missing(message)`` is raised."""
-    if name not in _TASKS and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    if name not in _TASKS:
-        raise missing(f"no task {name!r}; known tasks: {', '.join(task_names())}")
-    return _TASKS[name]

@@ -22,97 +22,39 @@ Data parallelism: launched by ``torchrun --nproc-per-node N``, each rank trains 
 every global batch (:meth:`Task.split_batch`) through ``DistributedDataParallel`` or FSDP2
 (:func:`tying.distributed.fully_shard_tied`, every tie group in one shard unit), so the gradient
 is that of the global batch; rank 0 writes checkpoints and metrics.
+
+Device: the model and every training batch go to ``train.device`` (:mod:`tying.training.device`);
+a task's ``evaluate`` reads its data onto the model's device itself.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import inspect
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
-import tying
-import tying.distributed
-from tying.errors import CheckpointError
+from tying.training.checkpoints import BEST_FILE, STATE_FILE, Checkpoints, settings_of
 from tying.training.config import build_optimizer, next_lr, step_lr
-from tying.training.settings import changed_settings
-from tying.training.state import TrainState, read_train_state, save_train_state
+from tying.training.device import resolve_device, to_device
+from tying.training.interrupts import StopRequest
+from tying.training.progress import Output
+from tying.training.result import Interrupted, TrainResult
+from tying.training.state import TrainState
 from tying.training.task import StepOutput, Task
 
 __all__ = ["Trainer", "TrainResult", "Interrupted", "STATE_FILE", "BEST_FILE"]
 
-STATE_FILE = "train_state.safetensors"
-BEST_FILE = "best.safetensors"
-
-
-class Interrupted(Exception):
-    """Training stopped by SIGINT (Ctrl-C) after saving a resumable point; the message says where."""
-
-    #: How a command stopped this way exits (128 + SIGINT), and how `tying compare` recognises such a run.
-    exit_status = 130
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :meth:`Trainer.fit`.
-
-    Attributes:
-        history: per-epoch metrics (``epoch``, ``lr``, ``train_loss``, ``valid_<metric>`` for
-            each metric, ``train_<unit>``, ``<unit>_per_s``, ``train_s``, ``wall_s`` = training +
-            validation, plus the task's :meth:`~Task.train_metrics` as ``train_<name>``).
-        unit: what throughput counts (``"tokens"``).
-        best_epoch: the epoch with the best validation value of the task's first metric.
-        valid: that epoch's validation metrics; test: the test metrics of its model (None
-            without test data); test_epoch: the epoch of the model tested (``best_epoch``, but
-            the last under FSDP, which does not reload checkpoints).
-        test_last: the test metrics of the last epoch's model (what papers that test once after
-            training report; ``test`` itself when the last epoch is the one tested).
-    """
-
-    unit: str
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int | None = None
-    valid: dict[str, float] = field(default_factory=dict)
-    test: dict[str, float] | None = None
-    test_epoch: int | None = None
-    test_last: dict[str, float] | None = None
-
-    @property
-    def wall_s(self) -> float:
-        """Seconds spent training and validating in all epochs (checkpoint writing excluded)."""
-        return sum(m["wall_s"] for m in self.history)
-
-    @property
-    def throughput(self) -> float:
-        """Training items (``unit``) per second over all epochs (evaluation excluded)."""
-        train_s = sum(m["train_s"] for m in self.history)
-        return sum(m[f"train_{self.unit}"] for m in self.history) / train_s if train_s else math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary, history included."""
-        return {
-            "unit": self.unit,
-            "best_epoch": self.best_epoch,
-            "valid": self.valid,
-            "test": self.test,
-            "test_epoch": self.test_epoch,
-            "test_last": self.test_last,
-            "wall_s": self.wall_s,
-            f"{self.unit}_per_s": self.throughput,
-            "history": self.history,
-        }
+Evaluate = Callable[..., "dict[str, float] | None"]
 
 
 class _Call(nn.Module):
@@ -128,18 +70,38 @@ class _Call(nn.Module):
         return fn(self.model, *args)
 
 
+def _evaluator(task: Task) -> Callable[[int], Evaluate]:
+    """``epoch -> evaluate``: the task's ``evaluate`` told the epoch whose model it scores. A task
+    written before ``evaluate`` took ``epoch`` is called without it (with a DeprecationWarning)
+    until tying 0.3."""
+    params = inspect.signature(task.evaluate).parameters
+    if "epoch" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return lambda epoch: functools.partial(task.evaluate, epoch=epoch)
+    warnings.warn(
+        f"{type(task).__name__}.evaluate(model, data, split) takes no epoch; accept the keyword argument "
+        "`*, epoch: int` (the epoch whose model is scored): tasks without it are called without it until tying 0.3",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return lambda epoch: task.evaluate
+
+
 class Trainer:
     """Trains ``model`` on ``data`` as ``task`` says, with the task's ``[train]`` settings.
 
     Args:
         task: the task (its :attr:`~Task.train` settings drive the loop).
-        model: built by ``task.build_model(data)``; its ties are kept through checkpoints.
+        model: built by ``task.build_model(data)``; its ties are kept through checkpoints. It is
+            moved to ``train.device`` here (in place: its Parameters stay the same objects).
         data: what ``task.load_data`` returned.
         checkpoint_dir: folder for the checkpoints (created when the first one is written).
         optimizer: defaults to :func:`~tying.training.config.build_optimizer`; its learning rate
             is set by the schedule each epoch.
         console: epoch summaries and progress (None: silent). On a terminal a progress bar; else
             a progress line every ``progress_every`` seconds.
+
+    Raises:
+        RecipeError: ``train.device`` names a device this machine does not have.
     """
 
     def __init__(
@@ -154,17 +116,23 @@ class Trainer:
         progress_every: float = 30.0,
     ) -> None:
         self.task, self.model, self.data, self.config = task, model, data, task.train
-        self.console, self.progress_every = console, progress_every
         self.checkpoint_dir = Path(checkpoint_dir)
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.device = resolve_device(self.config.device, self.world_size)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        model.to(self.device)
         self.runner: nn.Module = _Call(model)
         if self.world_size > 1:
             self.runner = self._parallel(self.runner)
         self.optimizer = optimizer or build_optimizer(self.config, model)
         self.params = [p for p in model.parameters() if p.requires_grad]  # shared Parameters once
         self.state = TrainState(lr=self.config.first_epoch_lr or self.config.lr)
-        self.stop_requested = False
+        self.stop = StopRequest(self.world_size, self.device)
+        self.output = Output(console, task.unit, every=progress_every, rank=self.rank)
+        self.checkpoints = Checkpoints(self.checkpoint_dir, rank=self.rank, world_size=self.world_size, sharded=self._sharded())
         self.metadata = task.checkpoint_metadata(data)  # written into every model checkpoint
+        self.evaluator = _evaluator(task)
 
     def _parallel(self, runner: nn.Module) -> nn.Module:
         if self.config.parallel == "fsdp":
@@ -173,6 +141,9 @@ class Trainer:
             fully_shard_tied(runner)  # in place: every tie group in one unit
             return runner
         return nn.parallel.DistributedDataParallel(runner)
+
+    def _sharded(self) -> bool:
+        return self.config.parallel == "fsdp" and self.world_size > 1
 
     # ------------------------------------------------------------------ loop
 
@@ -187,26 +158,27 @@ class Trainer:
         :class:`Interrupted`.
         """
         torch.manual_seed(self.config.seed)
-        if resume and (self.checkpoint_dir / STATE_FILE).is_file():
+        if resume and self.checkpoints.can_resume():
             self._restore()
-        with self._catch_interrupts():
+        with self.stop.catching():
             while self.state.epoch < self.config.epochs:
                 self._run_epoch()
-        result = TrainResult(self.task.unit, list(self.state.history), self.state.best_epoch, test_epoch=self.state.epoch)
-        result.test = result.test_last = self._evaluate("test")  # the model holds the last epoch's weights
-        if self.state.best_epoch is not None:
-            result.valid = {k[6:]: v for k, v in self.state.history[self.state.best_epoch - 1].items() if k.startswith("valid_")}
-            if self.state.best_epoch != self.state.epoch:
+        last, best = self.state.epoch, self.state.best_epoch
+        result = TrainResult(self.task.unit, list(self.state.history), best, test_epoch=last)
+        result.test = result.test_last = self._evaluate("test", last)  # the model holds the last epoch's weights
+        if best is not None:
+            result.valid = {k[6:]: v for k, v in self.state.history[best - 1].items() if k.startswith("valid_")}
+            if best != last:
                 if self._sharded():
-                    self._log(f"FSDP: the test data scores the last epoch's model, not epoch {self.state.best_epoch}'s")
+                    self.output.log(f"FSDP: the test data scores the last epoch's model, not epoch {best}'s")
                 else:
-                    self._load(self.checkpoint_dir / BEST_FILE)
-                    result.test_epoch = self.state.best_epoch
-                    result.test = self._evaluate("test")
+                    self.checkpoints.load(self.model, self.checkpoint_dir / BEST_FILE)
+                    result.test_epoch = best
+                    result.test = self._evaluate("test", best)
         if result.test is not None:
-            self._log(f"test {self._shown(result.test)} (model of epoch {result.test_epoch})")
-            if result.test_epoch != self.state.epoch and result.test_last is not None:
-                self._log(f"test {self._shown(result.test_last)} (model of the last epoch, {self.state.epoch})")
+            self.output.log(f"test {self._shown(result.test)} (model of epoch {result.test_epoch})")
+            if result.test_epoch != last and result.test_last is not None:
+                self.output.log(f"test {self._shown(result.test_last)} (model of the last epoch, {last})")
         return result
 
     def _shown(self, values: dict[str, float]) -> str:
@@ -220,7 +192,7 @@ class Trainer:
             group["lr"] = self.state.lr
         train_loss, count, train_s = self._train_epoch(epoch)
         eval_start = time.perf_counter()
-        valid = self._evaluate("valid")
+        valid = self._evaluate("valid", epoch)
         assert valid is not None
         first = self.task.metrics[0]
         improved = self.state.best_value is None or first.better(valid[first.name], self.state.best_value)
@@ -239,7 +211,7 @@ class Trainer:
         metrics["wall_s"] = train_s + time.perf_counter() - eval_start
         self.state.history.append(metrics)
         self._checkpoint(f"model-epoch{epoch:03d}.safetensors", best=improved)
-        self._log(
+        self.output.log(
             f"epoch {epoch:3d} | lr {metrics['lr']:g} | train loss {train_loss:.3f} | "
             f"valid {self._shown(valid)}{' (best)' if improved else ''} | "
             f"{metrics[f'{unit}_per_s']:,.0f} {unit}/s | {metrics['wall_s']:.1f} s"
@@ -258,11 +230,12 @@ class Trainer:
         total, count = self.state.partial.get("loss_sum", 0.0), int(self.state.partial.get("count", 0))
         before = self.state.partial.get("train_s", 0.0)
         start = time.perf_counter()
-        with self._progress(f"epoch {epoch}", n, done) as advance:
+        with self.output.progress(f"epoch {epoch}", n, done) as advance:
             for k in range(done, n):
                 batch = batches[(first + k) % len(batches)]
                 if self.world_size > 1:
                     batch = self.task.split_batch(batch, self.rank, self.world_size)
+                batch = to_device(batch, self.device)
                 out: StepOutput = self.runner(self.task.step, batch, carry)
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
@@ -277,51 +250,23 @@ class Trainer:
                 count += out.count
                 carry = out.carry
                 advance(total / count, count / (before + time.perf_counter() - start))
-                if self._should_stop():
+                if self.stop.now():
                     self._save_interrupted(epoch, k + 1, total, count, before + time.perf_counter() - start, carry)
         train_s = before + time.perf_counter() - start
         if self.world_size > 1:  # every rank's (loss x count) and count: the global batches'
-            sums = torch.tensor([total, float(count)], dtype=torch.float64)
+            sums = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
             dist.all_reduce(sums)
             total, count = sums[0].item(), int(sums[1].item())
         return total / count, count, train_s
 
-    def _evaluate(self, split: str) -> dict[str, float] | None:
-        """The task's metrics on ``split``, or None when the data has no such split."""
+    def _evaluate(self, split: str, epoch: int) -> dict[str, float] | None:
+        """The task's metrics on ``split`` for the model of ``epoch``, or None when the data has no such split."""
         self.model.eval()
         with torch.no_grad():
             runner = self.runner if self._sharded() else _Call(self.model)
-            return runner(self.task.evaluate, self.data, split)
+            return runner(self.evaluator(epoch), self.data, split)
 
-    # ------------------------------------------------------------------ interrupts
-
-    @contextmanager
-    def _catch_interrupts(self) -> Iterator[None]:
-        """While training, the first SIGINT asks the loop to stop after the current batch (a
-        second one stops at once); off the main thread signals are left alone."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _should_stop(self) -> bool:
-        if self.world_size == 1:
-            return self.stop_requested
-        flag = torch.tensor([int(self.stop_requested)])
-        dist.all_reduce(flag)  # every rank stops after the same batch
-        return bool(flag.item())
+    # ------------------------------------------------------------------ checkpoints
 
     def _save_interrupted(self, epoch: int, step: int, total: float, count: int, train_s: float, carry: Any) -> None:
         self.state.step, self.state.carry = step, carry
@@ -331,97 +276,24 @@ class Trainer:
             f"interrupted in epoch {epoch} after batch {step}; saved a resumable point in {str(self.checkpoint_dir)!r}"
         )
 
-    # ------------------------------------------------------------------ checkpoints
-
     def _checkpoint(self, model_file: str, *, best: bool) -> None:
-        folder, previous = self.checkpoint_dir, self.state.model_file
-        self.state.model_file = model_file
         metadata = {**self.metadata, "epoch": str(self.state.epoch), "step": str(self.state.step)}
-        if self.rank == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0 or self._sharded():  # FSDP: every rank takes part in the gather, rank 0 writes
-            save = tying.distributed.save if self._sharded() else tying.save
-            save(self.model, folder / model_file, metadata=metadata)
-            if best:
-                # Not covered by the commit point, but a resume after a crash here recomputes
-                # this epoch bit for bit and rewrites the same file.
-                save(self.model, folder / BEST_FILE, metadata=metadata)
-        if self.rank == 0:
-            save_train_state(folder / STATE_FILE, self.state, self._optimizer_state(), self._settings())
-            if previous and previous != model_file:
-                (folder / previous).unlink(missing_ok=True)
-        if self.world_size > 1:
-            dist.barrier()
-
-    def _sharded(self) -> bool:
-        return self.config.parallel == "fsdp" and self.world_size > 1
+        self.checkpoints.save(
+            self.model, model_file, self.state, best=best, metadata=metadata, optimizer=self._optimizer_state(),
+            settings=settings_of(self.task.config),
+        )  # fmt: skip
 
     def _optimizer_state(self) -> dict[str, Any]:
         state = self.optimizer.state_dict()
         # FSDP shards the optimizer state with the parameters: rank 0 holds a part only. Runs
-        # under FSDP are not resumable (see _load), so the state file keeps the schedule alone.
+        # under FSDP are not resumable (see Checkpoints.load), so the state file keeps the schedule alone.
         return {"state": {}, "param_groups": state["param_groups"]} if self._sharded() else state
 
-    def _settings(self) -> dict[str, Any]:
-        return {name: table.model_dump(mode="json") for name, table in self.task.config.items()}
-
-    def _load(self, path: Path) -> None:
-        if self._sharded():
-            raise CheckpointError(
-                f"cannot load {str(path)!r} into an FSDP-sharded model: runs under train.parallel='fsdp' are not resumable "
-                "and keep the last epoch's model; use train.parallel='ddp' to resume or to test the best epoch's model"
-            )
-        tying.load(self.model, path)
-
     def _restore(self) -> None:
-        saved = read_train_state(self.checkpoint_dir / STATE_FILE)
-        if saved.state.model_file is None:
-            raise CheckpointError(f"{str(self.checkpoint_dir / STATE_FILE)!r} names no model checkpoint")
-        changed = changed_settings(saved.config, self.task.config)
-        if changed:
-            raise CheckpointError(
-                f"cannot resume from {str(self.checkpoint_dir)!r}: its run used different settings ({'; '.join(changed)}); "
-                "only train.epochs may change on resume; use the old settings or a new run folder"
-            )
-        self._load(self.checkpoint_dir / saved.state.model_file)
+        saved = self.checkpoints.read(self.task.config)
+        assert saved.state.model_file is not None  # checked by read
+        self.checkpoints.load(self.model, self.checkpoint_dir / saved.state.model_file)
         self.state = saved.restore(self.optimizer)
-        device = self.params[0].device
-        self.state.carry = _to(self.state.carry, device)
+        self.state.carry = to_device(self.state.carry, self.device)
         where = f"batch {self.state.step} of epoch {self.state.epoch + 1}" if self.state.step else f"epoch {self.state.epoch}"
-        self._log(f"resumed from {str(self.checkpoint_dir / saved.state.model_file)!r} after {where}")
-
-    # ------------------------------------------------------------------ output
-
-    @contextmanager
-    def _progress(self, label: str, total: int, done: int) -> Iterator[Callable[[float, float], None]]:
-        """Yields ``advance(mean loss, items/s)``, called after each batch: a progress bar on a
-        terminal, else a line every ``progress_every`` seconds (so a log file shows progress)."""
-        console, unit = self.console, self.task.unit
-        if console is None or self.rank != 0:
-            yield lambda loss, speed: None
-        elif console.is_terminal:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-            with Progress(*columns, console=console, transient=True) as progress:
-                bar = progress.add_task(label, total=total, completed=done)
-                yield lambda loss, speed: progress.update(bar, advance=1, description=f"{label} loss {loss:.3f}")
-        else:
-            step, last = done, time.monotonic()
-
-            def advance(loss: float, speed: float) -> None:
-                nonlocal step, last
-                step += 1
-                if time.monotonic() - last >= self.progress_every or step == total:
-                    last = time.monotonic()
-                    self._log(f"{label}: batch {step:,}/{total:,} | loss {loss:.3f} | {speed:,.0f} {unit}/s")
-
-            yield advance
-
-    def _log(self, message: str) -> None:
-        if self.console is not None and self.rank == 0:
-            self.console.print(message, highlight=False, soft_wrap=True)
-
-
-def _to(carry: Any, device: torch.device) -> Any:
-    if carry is None or isinstance(carry, torch.Tensor):
-        return None if carry is None else carry.to(device)
-    return tuple(_to(c, device) for c in carry)
+        self.output.log(f"resumed from {str(self.checkpoint_dir / saved.state.model_file)!r} after {where}")

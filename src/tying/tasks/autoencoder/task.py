@@ -9,7 +9,7 @@ weights. An untied model is compared either at the same widths or, with
 
 Recipe tables:
 
-* ``[data]``: :class:`DigitsData`, how scikit-learn's bundled digits (:mod:`tying.data.digits`)
+* ``[data]``: :class:`DigitsData`, how scikit-learn's bundled digits (:mod:`tying.tasks.autoencoder.digits`)
   are split into train, valid and test rows;
 * ``[model]``: :class:`AutoEncoderModel`;
 * ``[train]``: :class:`AutoEncoderTrain`, the engine's settings plus the batch size.
@@ -23,23 +23,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tying.data.digits import DIGIT_PIXELS, load_digit_images
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig, equal_parameter_widths, reconstruction_mse
+from tying.tasks.autoencoder.digits import DIGIT_PIXELS, load_digit_images
 from tying.training.config import Table, TrainConfig
-from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task
+from tying.training.tables import build_config, config_table
+from tying.training.task import Metric, ReportFigure, StepOutput, Task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["SHOWN", "DigitsData", "AutoEncoderModel", "AutoEncoderTrain", "DigitSplits", "AutoEncoderTask"]
+__all__ = ["SHOWN", "DigitsData", "AutoEncoderModel", "AutoEncoderTrain", "DigitSplits", "AutoEncoderTask", "autoencoder_config"]
 
 #: Test digits whose reconstructions a run records and a report draws.
 SHOWN = 8
@@ -54,21 +55,29 @@ class DigitsData(Table):
     seed: int = 0
 
 
-class AutoEncoderModel(Table):
-    """``[model]``: hidden widths (the input width is the 64 pixels), activation, tie; with
-    ``equal_parameters = true`` (untied only) the hidden widths are scaled to the tied model's
-    parameter count."""
+#: ``[model]``: hidden widths (the input width is the 64 pixels), ``tie``, and
+#: :class:`tying.models.AutoEncoderConfig`'s other fields (``activation``); with
+#: ``equal_parameters = true`` (untied only) the hidden widths are scaled to the tied model's
+#: parameter count (:func:`autoencoder_config`).
+AutoEncoderModel = config_table(
+    AutoEncoderConfig, name="AutoEncoderModel", exclude={"widths", "tied"},
+    fields={
+        "hidden": (list[Annotated[int, Field(ge=1)]], Field(default_factory=lambda: [32, 16], min_length=1)),
+        "tie": (bool, True),
+        "equal_parameters": (bool, False),
+    },
+    doc="``[model]``: hidden widths, tie, equal_parameters, and the other fields of :class:`tying.models.AutoEncoderConfig`.",
+)  # fmt: skip
 
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 16], min_length=1)
-    activation: Literal["sigmoid", "tanh", "relu"] = "sigmoid"
-    tie: bool = True
-    equal_parameters: bool = False
 
-    def autoencoder_config(self) -> AutoEncoderConfig:
-        config = AutoEncoderConfig((DIGIT_PIXELS, *self.hidden), self.activation, tied=self.tie)
-        if self.equal_parameters:
-            config = AutoEncoderConfig(equal_parameter_widths(config), self.activation, tied=False)
-        return config
+def autoencoder_config(model: Table) -> AutoEncoderConfig:
+    """The model of a ``[model]`` table: widths ``(64, *hidden)``, tied as ``tie`` says, or the
+    untied widths of about the tied model's parameter count (``equal_parameters``)."""
+    m: Any = model
+    config = build_config(AutoEncoderConfig, model, widths=(DIGIT_PIXELS, *m.hidden), tied=m.tie)
+    if m.equal_parameters:
+        config = replace(config, widths=equal_parameter_widths(config), tied=False)
+    return config
 
 
 class AutoEncoderTrain(TrainConfig):
@@ -86,7 +95,6 @@ class DigitSplits:
     test: torch.Tensor
 
 
-@register_task
 class AutoEncoderTask(Task):
     """Reconstruct digit images; mean squared error per pixel, lower is better."""
 
@@ -99,9 +107,9 @@ class AutoEncoderTask(Task):
         super().__init__(config)
         model = config["model"]
         assert isinstance(model, AutoEncoderModel)
-        if model.equal_parameters and model.tie:
+        if model.equal_parameters and model.tie:  # type: ignore[attr-defined]
             raise ValueError("model.equal_parameters = true sizes an untied model to the tied one's parameter count; set model.tie = false")
-        self.model_config = model
+        self.model_config = autoencoder_config(model)
 
     @property
     def settings(self) -> AutoEncoderTrain:
@@ -121,7 +129,7 @@ class AutoEncoderTask(Task):
         return {"data": "sklearn.datasets.load_digits", "pixels": DIGIT_PIXELS, **{s: len(getattr(data, s)) for s in ("train", "valid", "test")}}
 
     def build_model(self, data: DigitSplits) -> nn.Module:
-        return AutoEncoder(self.model_config.autoencoder_config())
+        return AutoEncoder(self.model_config)
 
     def train_batches(self, data: DigitSplits, epoch: int) -> Sequence[torch.Tensor]:
         order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(epoch))
@@ -130,8 +138,8 @@ class AutoEncoderTask(Task):
     def step(self, model: nn.Module, batch: torch.Tensor, carry: Any) -> StepOutput:
         return StepOutput(F.mse_loss(model(batch), batch), len(batch))
 
-    def evaluate(self, model: nn.Module, data: DigitSplits, split: str) -> dict[str, float] | None:
-        mse = reconstruction_mse(model, getattr(data, split))
+    def evaluate(self, model: nn.Module, data: DigitSplits, split: str, *, epoch: int) -> dict[str, float] | None:
+        mse = reconstruction_mse(model, getattr(data, split).to(next(model.parameters()).device))
         return {"loss": mse, "mse": mse}
 
     def record_extras(self, model: nn.Module, data: DigitSplits) -> dict[str, Any]:
@@ -140,7 +148,7 @@ class AutoEncoderTask(Task):
         assert isinstance(model, AutoEncoder)
         images = data.test[:SHOWN]
         with torch.no_grad():
-            shown = model(images).clamp(0, 1)
+            shown = model(images.to(next(model.parameters()).device)).clamp(0, 1).cpu()
         return {
             "widths": list(model.config.widths),
             "originals": images.round(decimals=4).tolist(),

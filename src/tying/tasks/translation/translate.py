@@ -11,8 +11,8 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from tying.data.subword import EOS_ID, Subwords
-from tying.translation.decoding import translate_ids
+from tying.tasks.translation.decoding import translate_ids
+from tying.tasks.translation.subword import EOS_ID, Subwords
 
 if TYPE_CHECKING:
     from tying.models.translation import TranslationTransformer
@@ -36,7 +36,7 @@ def translate(
 ) -> list[str]:
     """Detokenised translations of ``lines``, one per line (``""`` for a blank line).
 
-    ``beam_size``, ``length_penalty``, ``max_length``: see :func:`tying.translation.beam_search`;
+    ``beam_size``, ``length_penalty``, ``max_length``: see :func:`tying.tasks.translation.beam_search`;
     ``max_tokens``: padded source tokens per decoding batch.
     """
     limit = model.config.max_positions

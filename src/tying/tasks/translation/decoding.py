@@ -138,9 +138,9 @@ def translate_ids(
     max_tokens: int = 4096,
 ) -> list[list[int]]:
     """Output ids for each source id list (``</s>``-terminated), in input order: the sources are
-    batched by length (:func:`tying.data.token_batches`, ``max_tokens`` per batch) and decoded
+    batched by length (:func:`tying.tasks.translation.token_batches`, ``max_tokens`` per batch) and decoded
     in eval mode with :func:`beam_search` (:func:`greedy_search` at ``beam_size=1``, the same result)."""
-    from tying.data.translation_batches import token_batches
+    from tying.tasks.translation.batches import token_batches
 
     device = next(model.parameters()).device
     was_training = model.training

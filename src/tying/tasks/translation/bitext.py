@@ -5,7 +5,7 @@ A bitext folder holds one plain-text file per split and language, ``{split}.{lan
 *i* of the target file are translations of each other. This is the layout of the raw Multi30k
 task 1 files (Elliott et al. 2016, arXiv 1605.00459: 29,000 / 1,014 / 1,000 sentence pairs;
 ``test`` is test_2016_flickr) and of their lower-cased, tokenised ``tok/`` copies. Text is read
-as is (raw, cased, untokenised): subword vocabularies (:mod:`tying.data.subword`) handle the
+as is (raw, cased, untokenised): subword vocabularies (:mod:`tying.tasks.translation.subword`) handle the
 rest, and BLEU is computed on detokenised output against these raw references.
 
 :func:`builtin_bitext` generates a small English→German corpus from a grammar, the same on
@@ -19,12 +19,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from tying.data.corpus import SPLITS
+from tying.data.files import SPLITS, DataError
 
 __all__ = ["Bitext", "BitextError", "read_bitext", "builtin_bitext"]
 
 
-class BitextError(ValueError):
+class BitextError(DataError):
     """A bitext folder whose files cannot be read as aligned sentence pairs."""
 
 

@@ -2,11 +2,11 @@
 
 ``tying demo`` and every recipe with ``data.corpus = "builtin"`` train on it: no download, and
 the same text, hence the same numbers, on every machine whatever Python runs it. The snapshot
-ships inside the package as ``tying/data/stdlib-docs/{train,valid,test}.txt.gz``, made once by
+ships inside the package as ``tying/tasks/lm/stdlib-docs/{train,valid,test}.txt.gz``, made once by
 ``scripts/build_builtin_corpus.py`` with :func:`build_stdlib_corpus`; the ``README.md`` beside
 it names the CPython release it was taken from, its sizes and checksums, and its licence (the
 PSF licence, ``LICENSE.txt`` beside it). :func:`builtin_corpus_dir` unpacks it once into the
-cache folder, where :class:`tying.data.Corpus` reads it like any other corpus folder.
+cache folder, where :class:`tying.tasks.lm.Corpus` reads it like any other corpus folder.
 
 How :func:`build_stdlib_corpus` makes the text. Two sources, both *parsed* with :mod:`ast`,
 never imported (importing e.g. ``antigravity`` or ``this`` has side effects):
@@ -45,9 +45,10 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from tying.data.files import default_cache_dir
 from tying.data.vocab import UNK
 
-__all__ = ["VOCAB_SIZE", "default_cache_dir", "snapshot_dir", "builtin_corpus_dir", "build_stdlib_corpus", "tokenize"]
+__all__ = ["VOCAB_SIZE", "snapshot_dir", "builtin_corpus_dir", "build_stdlib_corpus", "tokenize"]
 
 #: Types in the vocabulary, ``<eos>`` and ``<unk>`` included (as PTB's 10k).
 VOCAB_SIZE = 10_000
@@ -64,18 +65,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _TABLE_OR_RULE = re.compile(r"\s*(?:[+|].*|[^\w\s]+)\s*")
 
 
-def default_cache_dir() -> Path:
-    """``$TYING_CACHE_DIR``, else ``$XDG_CACHE_HOME/tying``, else ``~/.cache/tying``."""
-    if os.environ.get("TYING_CACHE_DIR"):
-        return Path(os.environ["TYING_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "tying"
-
-
 def snapshot_dir() -> Path:
     """The folder of the shipped snapshot: ``train.txt.gz``, ``valid.txt.gz``, ``test.txt.gz``,
     its ``README.md`` (provenance) and ``LICENSE.txt``."""
-    return Path(str(resources.files("tying.data") / "stdlib-docs"))
+    return Path(str(resources.files("tying.tasks.lm") / "stdlib-docs"))
 
 
 def builtin_corpus_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:

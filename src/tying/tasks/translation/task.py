@@ -4,13 +4,13 @@ and output layer are tied by ``model.tie``, label-smoothed cross-entropy, BLEU a
 Recipe tables:
 
 * ``[data]`` (:class:`TranslationData`): ``corpus``, a folder under the data root
-  (``"multi30k"``), a path, or ``"builtin"`` (:func:`tying.data.builtin_bitext`); the languages;
-  the SentencePiece vocabulary, learnt on the training split only (:func:`tying.data.train_subwords`);
+  (``"multi30k"``), a path, or ``"builtin"`` (:func:`tying.tasks.translation.builtin_bitext`); the languages;
+  the SentencePiece vocabulary, learnt on the training split only (:func:`tying.tasks.translation.train_subwords`);
 * ``[model]`` (:class:`TranslationModel`): the fields of :class:`tying.models.TranslationConfig`
   but the vocabulary sizes, which come from the subword models; ``tie`` is ``"none"``,
   ``"decoder"``, ``"three_way"`` or ``"joint"`` (the last two need ``data.joint_vocab``);
 * ``[train]`` (:class:`TranslationTrain`): the engine's settings plus the token budget per batch
-  (:func:`tying.data.token_batches`); the Transformer schedule is ``optimizer = "adamw"``,
+  (:func:`tying.tasks.translation.token_batches`); the Transformer schedule is ``optimizer = "adamw"``,
   ``betas = [0.9, 0.98]``, ``lr_schedule = "inverse_sqrt"`` with ``warmup_steps``;
 * ``[eval]`` (:class:`TranslationEval`): beam size, length penalty, and whether validation
   translates (BLEU, chrF) after every epoch or only after the last.
@@ -21,14 +21,14 @@ detokenised beam-search output against the raw references; signatures in the run
 ``data.sacrebleu``) are the report columns. Throughput counts target tokens.
 
 Every model checkpoint carries the model configuration and the subword models in its header
-(:mod:`tying.translation.checkpoint`), so ``tying translate RUN_FOLDER`` needs nothing else.
+(:mod:`tying.tasks.translation.checkpoint`), so ``tying translate RUN_FOLDER`` needs nothing else.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -36,15 +36,18 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tying.data import Bitext, Subwords, TranslationBatch, builtin_bitext, read_bitext, token_batches, train_subwords
+from tying.data.files import resolve_corpus
+from tying.errors import RecipeError
 from tying.models import TranslationConfig, TranslationTransformer
-from tying.models.translation import TieMode
-from tying.nn import JointActivation
-from tying.recipes.config import RecipeError
-from tying.tasks.lm import resolve_corpus
+from tying.tasks.translation.batches import TranslationBatch, token_batches
+from tying.tasks.translation.bitext import Bitext, builtin_bitext, read_bitext
+from tying.tasks.translation.checkpoint import checkpoint_metadata
+from tying.tasks.translation.evaluation import evaluate, reference_loss, translation_loss
+from tying.tasks.translation.metrics import signatures
+from tying.tasks.translation.subword import Subwords, train_subwords
 from tying.training.config import Table, TrainConfig
-from tying.training.task import Metric, StepOutput, Task, register_task
-from tying.translation import checkpoint_metadata, evaluate, reference_loss, signatures, translation_loss
+from tying.training.tables import build_config, config_table
+from tying.training.task import Metric, StepOutput, Task
 
 __all__ = ["TranslationData", "TranslationModel", "TranslationTrain", "TranslationEval", "TranslationDataset", "TranslationTask"]
 
@@ -54,7 +57,7 @@ class TranslationData(Table):
 
     Attributes:
         corpus: ``"builtin"``, a folder name under the data root, or a folder path, holding
-            ``{train,valid,test}.{src_lang,tgt_lang}`` (:func:`tying.data.read_bitext`).
+            ``{train,valid,test}.{src_lang,tgt_lang}`` (:func:`tying.tasks.translation.read_bitext`).
         vocab_size: SentencePiece pieces (per language when not joint).
         joint_vocab: one vocabulary learnt from both languages (three-way and joint tying need it).
         subword_model: SentencePiece's ``"unigram"`` or ``"bpe"``.
@@ -68,26 +71,12 @@ class TranslationData(Table):
     subword_model: Literal["unigram", "bpe"] = "unigram"
 
 
-class TranslationModel(Table):
-    """``[model]``: :class:`tying.models.TranslationConfig` without the vocabulary sizes."""
-
-    tie: TieMode = "three_way"
-    embedding_size: int = Field(256, ge=2)
-    num_heads: int = Field(4, ge=1)
-    encoder_layers: int = Field(3, ge=1)
-    decoder_layers: int = Field(3, ge=1)
-    ffn_size: int = Field(1024, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    attention_dropout: float = Field(0.0, ge=0, lt=1)
-    activation_dropout: float = Field(0.0, ge=0, lt=1)
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    max_positions: int = Field(256, ge=2)
-    joint_size: int | None = Field(None, ge=1)
-    joint_activation: JointActivation = "tanh"
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-
-    def config(self, src_vocab_size: int, tgt_vocab_size: int) -> TranslationConfig:
-        return TranslationConfig(src_vocab_size, tgt_vocab_size, **self.model_dump())
+#: ``[model]``: the fields of :class:`tying.models.TranslationConfig` but the vocabulary sizes and
+#: special token ids, which come from the subword models.
+TranslationModel = config_table(
+    TranslationConfig, name="TranslationModel", exclude={"src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id"},
+    doc="``[model]``: :class:`tying.models.TranslationConfig` without the vocabulary sizes and special ids (from the subword models).",
+)  # fmt: skip
 
 
 class TranslationTrain(TrainConfig):
@@ -107,7 +96,7 @@ class TranslationEval(Table):
 
     Attributes:
         beam_size: beam search width (1: greedy search).
-        length_penalty: alpha of Wu et al.'s length penalty (:func:`tying.translation.beam_search`).
+        length_penalty: alpha of Wu et al.'s length penalty (:func:`tying.tasks.translation.beam_search`).
         bleu_every_epoch: translate the validation data after every epoch (BLEU and chrF per
             epoch); False: after the last epoch only (earlier epochs report the loss alone).
     """
@@ -128,7 +117,6 @@ class TranslationDataset:
     skipped: int
 
 
-@register_task
 class TranslationTask(Task):
     """Source → target translation with a tied Transformer; BLEU and chrF (higher is better)."""
 
@@ -148,11 +136,13 @@ class TranslationTask(Task):
         data, model, train, ev = config["data"], config["model"], config["train"], config["eval"]
         assert isinstance(data, TranslationData) and isinstance(model, TranslationModel)
         assert isinstance(train, TranslationTrain) and isinstance(ev, TranslationEval)
-        self.data_config, self.model_config, self.settings, self.eval_config = data, model, train, ev
-        if model.tie in ("three_way", "joint") and not data.joint_vocab:
-            raise ValueError(f"model.tie={model.tie!r} shares the source and target embeddings and needs data.joint_vocab=true")
-        model.config(data.vocab_size, data.vocab_size)  # the model's own checks (heads divide the width ...), before any data is read
-        self.epoch = 0  # the epoch being trained (set by train_batches), for eval.bleu_every_epoch
+        self.data_config, self.settings, self.eval_config = data, train, ev
+        tie = model.tie  # type: ignore[attr-defined]
+        if tie in ("three_way", "joint") and not data.joint_vocab:
+            raise ValueError(f"model.tie={tie!r} shares the source and target embeddings and needs data.joint_vocab=true")
+        # The model's own checks (heads divide the width ...) before any data is read, at the vocabulary
+        # size asked for; the subword models' own sizes replace it (_model_config).
+        self.model_config = build_config(TranslationConfig, model, src_vocab_size=data.vocab_size, tgt_vocab_size=data.vocab_size)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> TranslationDataset:
         d = self.data_config
@@ -184,7 +174,7 @@ class TranslationTask(Task):
         }
 
     def _model_config(self, data: TranslationDataset) -> TranslationConfig:
-        return self.model_config.config(data.subwords.source_size, data.subwords.target_size)
+        return replace(self.model_config, src_vocab_size=data.subwords.source_size, tgt_vocab_size=data.subwords.target_size)
 
     def build_model(self, data: TranslationDataset) -> nn.Module:
         return TranslationTransformer(self._model_config(data))
@@ -193,7 +183,6 @@ class TranslationTask(Task):
         return checkpoint_metadata(self._model_config(data), data.subwords)
 
     def train_batches(self, data: TranslationDataset, epoch: int) -> Sequence[TranslationBatch]:
-        self.epoch = epoch
         return token_batches(data.source, data.target, max_tokens=self.settings.max_tokens, shuffle=True, seed=self.settings.seed + epoch)
 
     def step(self, model: nn.Module, batch: TranslationBatch, carry: Any) -> StepOutput:
@@ -212,13 +201,13 @@ class TranslationTask(Task):
         tgt_in, tgt_out = (None if t is None else rows(t) for t in (batch.tgt_in, batch.tgt_out))
         return TranslationBatch(rows(batch.src), tgt_in, tgt_out, rows(batch.index))
 
-    def evaluate(self, model: nn.Module, data: TranslationDataset, split: str) -> dict[str, float] | None:
+    def evaluate(self, model: nn.Module, data: TranslationDataset, split: str, *, epoch: int) -> dict[str, float] | None:
         assert isinstance(model, TranslationTransformer)
         if split not in data.bitext.splits or not data.bitext.source(split):
             return None
         e = self.eval_config
         sources, references = data.bitext.source(split), data.bitext.target(split)
-        if split == "valid" and not e.bleu_every_epoch and self.epoch < self.settings.epochs:
+        if split == "valid" and not e.bleu_every_epoch and epoch < self.settings.epochs:
             return {"loss": reference_loss(model, data.subwords, sources, references, max_tokens=self.settings.eval_max_tokens)}
         result = evaluate(
             model, data.subwords, sources, references, beam_size=e.beam_size, length_penalty=e.length_penalty,

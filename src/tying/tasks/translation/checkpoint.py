@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 import tying
-from tying.data.subword import Subwords
+from tying.tasks.translation.subword import Subwords
 from tying.errors import CheckpointError
 from tying.models.translation import TranslationConfig, TranslationTransformer
 

@@ -4,13 +4,13 @@ next-token objective, perplexity.
 Recipe tables:
 
 * ``[data]``: ``corpus``, a folder under the data root (``"ptb"``, ``"wikitext-2"``), a path, or
-  ``"builtin"`` (:func:`tying.data.load_corpus`);
+  ``"builtin"`` (:func:`tying.tasks.lm.load_corpus`);
 * ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`) or ``"transformer"``
   (:class:`TransformerModel`); ``vocab_size`` comes from the corpus;
-* ``[loss]``: :class:`tying.training.LossConfig`;
+* ``[loss]``: :class:`tying.tasks.lm.LossConfig`;
 * ``[train]``: :class:`LMTrain`, the engine's settings plus batch sizes and the BPTT length.
 
-Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.data.batching`).
+Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.tasks.lm.batching`).
 The LSTM carries its hidden state from window to window, detached (gradients truncated at window
 boundaries; Zaremba et al. 2014, arXiv 1409.2329), starting from zeros each epoch and each
 evaluation; the Transformer reads each window on its own (``bptt <= context_size``).
@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -30,46 +29,20 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-import tying
-from tying.data import BPTTBatches, Corpus, batchify, load_corpus
+from tying.data.files import resolve_corpus
+from tying.errors import TieError
 from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
+from tying.tasks.lm.batching import BPTTBatches, batchify
+from tying.tasks.lm.corpus import Corpus, load_corpus
+from tying.tasks.lm.losses import LossConfig, build_loss, perplexity
 from tying.training.config import Table, TrainConfig
-from tying.training.losses import LossConfig, build_loss, perplexity
-from tying.training.task import Metric, ReportFigure, StepOutput, Task, register_task
+from tying.training.tables import build_config, config_table
+from tying.training.task import Metric, ReportFigure, StepOutput, Task
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "DEFAULT_DATA_ROOT", "resolve_corpus", "detach_state"]
-
-#: Where corpus names (``"ptb"``, ``"wikitext-2"``) are looked up unless ``--data-root`` or the
-#: ``TYING_DATA_ROOT`` environment variable says otherwise: the benchmark folder beside a checkout.
-DEFAULT_DATA_ROOT = Path("../shared/data")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A recipe's named data set is not where it is looked for; the message says where to put it."""
-
-
-def resolve_corpus(name: str, data_root: str | os.PathLike[str] | None = None) -> Path | None:
-    """The folder of corpus ``name``: None for ``"builtin"``, ``name`` itself if it is a folder,
-    else ``data_root / name`` (``data_root`` defaults to ``$TYING_DATA_ROOT`` or
-    :data:`DEFAULT_DATA_ROOT`)."""
-    if name == "builtin":
-        return None
-    if Path(name).is_dir():
-        return Path(name)
-    if Path(name).is_absolute() or "/" in name:
-        raise DataNotFoundError(f"corpus folder {name!r} does not exist; it must hold train.txt, valid.txt and test.txt")
-    root = Path(data_root or os.environ.get("TYING_DATA_ROOT") or DEFAULT_DATA_ROOT)
-    folder = root / name
-    if not folder.is_dir():
-        raise DataNotFoundError(
-            f"corpus {name!r} not found at {str(folder)!r}; pass --data-root (the folder holding {name}/) "
-            "or set data.corpus to the corpus folder itself, or set TYING_DATA_ROOT"
-        )
-    return folder
-
+__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "detach_state"]
 
 class LMData(Table):
     """``[data]``: the corpus (see the module docstring)."""
@@ -77,66 +50,23 @@ class LMData(Table):
     corpus: str = "builtin"
 
 
-class LSTMModel(Table):
-    """``[model]`` with ``arch = "lstm"``: the fields of :class:`tying.models.LSTMConfig`."""
-
-    arch: Literal["lstm"] = "lstm"
-    embedding_size: int = Field(200, ge=1)
-    hidden_size: int = Field(200, ge=1)
-    num_layers: int = Field(2, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    tie: bool = False
-    init_range: float = Field(0.1, gt=0)
-    uniform_output_biases: bool = False
-    projection: bool = False
-    projection_bias: bool = True
-    last_layer_size: int | None = Field(None, ge=1)
-    input_dropout: float | None = Field(None, ge=0, lt=1)
-    embedding_dropout: float = Field(0.0, ge=0, lt=1)
-    variational: bool = False
-
-    def build(self, vocab_size: int) -> nn.Module:
-        return LSTMLanguageModel(LSTMConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
-
-
-class TransformerModel(Table):
-    """``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig`."""
-
-    arch: Literal["transformer"]
-    context_size: int = Field(256, ge=1)
-    embedding_size: int = Field(128, ge=1)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(4, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    bias: bool = True
-    tie: bool = True
-    init_std: float = Field(0.02, gt=0)
-    share_unique: int | None = Field(None, ge=1)
-    share_strategy: Literal["sequence", "cycle", "cycle_rev", "all"] = "cycle_rev"
-    share_norms: bool = True
-
-    def check_sharing(self) -> None:
-        """Raise ValueError naming the keys when ``share_unique``/``share_strategy`` do not fit
-        ``num_layers`` (the rules of :func:`tying.layer_assignment`)."""
-        if self.share_unique is None:
-            return
-        try:
-            tying.layer_assignment(self.num_layers, self.share_unique, self.share_strategy)
-        except tying.TieError as exc:
-            raise ValueError(
-                f"model.share_unique = {self.share_unique} with model.num_layers = {self.num_layers} and "
-                f"model.share_strategy = {self.share_strategy!r}: {exc}"
-            ) from None
-
-    def build(self, vocab_size: int) -> nn.Module:
-        return TransformerLanguageModel(TransformerConfig(vocab_size=vocab_size, **self.model_dump(exclude={"arch"})))
+#: ``[model]`` with ``arch = "lstm"`` (the default): the fields of :class:`tying.models.LSTMConfig`.
+LSTMModel = config_table(
+    LSTMConfig, name="LSTMModel", exclude={"vocab_size"}, fields={"arch": (Literal["lstm"], "lstm")},
+    doc='``[model]`` with ``arch = "lstm"``: the fields of :class:`tying.models.LSTMConfig` but ``vocab_size`` (from the corpus).',
+)  # fmt: skip
+#: ``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig`.
+TransformerModel = config_table(
+    TransformerConfig, name="TransformerModel", exclude={"vocab_size"}, fields={"arch": (Literal["transformer"], ...)},
+    doc='``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig` but ``vocab_size`` (from the corpus).',
+)  # fmt: skip
 
 
 class LMTrain(TrainConfig):
     """``[train]``: the engine's settings plus
 
     Attributes:
-        batch_size: parallel streams the training data is cut into (:func:`tying.data.batchify`).
+        batch_size: parallel streams the training data is cut into (:func:`tying.tasks.lm.batchify`).
         eval_batch_size: the same for validation and test data.
         bptt: window length in tokens (truncated back-propagation; the Transformer's sequence length).
     """
@@ -164,7 +94,6 @@ class LMDataset:
     test: torch.Tensor
 
 
-@register_task
 class LMTask(Task):
     """Next-token prediction on a word-level corpus; perplexity (lower is better)."""
 
@@ -183,17 +112,36 @@ class LMTask(Task):
     def __init__(self, config: dict[str, BaseModel]) -> None:
         super().__init__(config)
         model, loss = config["model"], config["loss"]
-        assert isinstance(loss, LossConfig) and isinstance(model, LSTMModel | TransformerModel)
-        self.model_config: LSTMModel | TransformerModel = model
+        assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel))
         self.loss_config = loss
         self.recurrent = isinstance(model, LSTMModel)
-        if isinstance(model, TransformerModel):
+        if not self.recurrent:
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
                 raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
-            model.check_sharing()
-            if self.settings.bptt > model.context_size:
-                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={model.context_size}")
+            context_size = self._transformer_config(model).context_size
+            if self.settings.bptt > context_size:
+                raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={context_size}")
         self.loss_fn = build_loss(self.loss_config)
+
+    @staticmethod
+    def _transformer_config(model: Table, vocab_size: int = 1) -> TransformerConfig:
+        """The model's config; a sharing that does not fit the layers names the keys."""
+        try:
+            return build_config(TransformerConfig, model, vocab_size=vocab_size)
+        except TieError as exc:
+            m: Any = model
+            raise ValueError(
+                f"model.share_unique = {m.share_unique} with model.num_layers = {m.num_layers} and "
+                f"model.share_strategy = {m.share_strategy!r}: {exc}"
+            ) from None
+
+    def model_for(self, vocab_size: int) -> nn.Module:
+        """The recipe's model for a vocabulary of ``vocab_size`` words."""
+        model = self.config["model"]
+        assert isinstance(model, Table)
+        if self.recurrent:
+            return LSTMLanguageModel(build_config(LSTMConfig, model, vocab_size=vocab_size))
+        return TransformerLanguageModel(self._transformer_config(model, vocab_size))
 
     @property
     def settings(self) -> LMTrain:
@@ -213,7 +161,7 @@ class LMTask(Task):
         return {"path": str(c.path), "vocab_size": len(c.dictionary), **{s: getattr(c, s).numel() for s in ("train", "valid", "test")}}
 
     def build_model(self, data: LMDataset) -> nn.Module:
-        return self.model_config.build(len(data.corpus.dictionary))
+        return self.model_for(len(data.corpus.dictionary))
 
     def train_batches(self, data: LMDataset, epoch: int) -> Sequence[tuple[torch.Tensor, torch.Tensor]]:
         return BPTTBatches(data.train, self.settings.bptt)  # type: ignore[return-value]
@@ -226,10 +174,11 @@ class LMTask(Task):
         loss, state = self.loss_fn(model, inputs, targets, state)
         return StepOutput(loss, targets.numel(), state)
 
-    def evaluate(self, model: nn.Module, data: LMDataset, split: str) -> dict[str, float] | None:
+    def evaluate(self, model: nn.Module, data: LMDataset, split: str, *, epoch: int) -> dict[str, float] | None:
         stream = getattr(data, split)
         if not stream.numel():
             return None
+        stream = stream.to(next(model.parameters()).device)
         state = model.init_state(stream.size(1)) if self.recurrent else None  # type: ignore[operator]
         total, tokens = 0.0, 0
         for inputs, targets in BPTTBatches(stream, self.settings.bptt):

@@ -1,12 +1,13 @@
-"""Training objectives of language models, as interchangeable functions.
+"""Training objectives of the language-model task, as interchangeable functions, and its
+``[loss]`` table.
 
 A loss function has the signature of :data:`LossFn`: it runs the model on one window and
-returns the scalar objective and the recurrent state to carry on. The trainer calls whichever
-it is given, so an objective that needs the hidden states rather than the logits (Inan et al.
-2017's augmented loss, arXiv 1611.01462; a fused output + cross-entropy head) or adds a
-regulariser on the output embedding (Press & Wolf 2017, arXiv 1608.05859) plugs in without
-touching the loop. Evaluation always reports plain cross-entropy (:func:`lm_loss`), so
-perplexities stay comparable across objectives.
+returns the scalar objective and the recurrent state to carry on. The LM task's ``step`` calls
+the one the recipe's ``[loss]`` table builds (:func:`build_loss`), so an objective that needs the
+hidden states rather than the logits (Inan et al. 2017's augmented loss, arXiv 1611.01462; a
+fused output + cross-entropy head) or adds a regulariser on the output embedding (Press & Wolf
+2017, arXiv 1608.05859) plugs in without touching the task or the engine. Evaluation always
+reports plain cross-entropy (:func:`lm_loss`), so perplexities stay comparable across objectives.
 """
 
 from __future__ import annotations

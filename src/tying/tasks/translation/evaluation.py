@@ -4,7 +4,7 @@ Training minimises the label-smoothed cross-entropy (Szegedy et al. 2016; epsilo
 Vaswani et al. 2017) per real target token, through the model's fused output head.
 Evaluation reports the plain (unsmoothed) negative log-likelihood per target token, and
 BLEU and chrF of beam-search translations, detokenised, against the raw references
-(:func:`tying.translation.corpus_scores`, sacrebleu signatures recorded).
+(:func:`tying.tasks.translation.corpus_scores`, sacrebleu signatures recorded).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tying.data.subword import Subwords
-from tying.data.translation_batches import TranslationBatch, token_batches
-from tying.translation.metrics import corpus_scores
-from tying.translation.translate import translate
+from tying.tasks.translation.batches import TranslationBatch, token_batches
+from tying.tasks.translation.metrics import corpus_scores
+from tying.tasks.translation.subword import Subwords
+from tying.tasks.translation.translate import translate
 
 if TYPE_CHECKING:
     from tying.models.translation import TranslationTransformer
@@ -84,7 +84,7 @@ def evaluate(
     length_penalty: float = 0.6,
     max_tokens: int = 4096,
 ) -> TranslationEvaluation:
-    """:func:`reference_loss` and the BLEU/chrF of :func:`tying.translation.translate` output for
+    """:func:`reference_loss` and the BLEU/chrF of :func:`tying.tasks.translation.translate` output for
     ``sources`` against ``references``."""
     loss = reference_loss(model, subwords, sources, references, max_tokens=max_tokens)
     hypotheses = translate(model, subwords, sources, beam_size=beam_size, length_penalty=length_penalty, max_tokens=max_tokens)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tying.data.subword import BOS_ID, EOS_ID, PAD_ID
+from tying.tasks.translation.subword import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = ["TranslationBatch", "token_batches"]
 
@@ -80,7 +80,7 @@ def token_batches(
     most ``max_tokens`` padded tokens on either side; a pair longer than that alone is a batch of one.
 
     Args:
-        source: source id lists, ``</s>`` already appended (:meth:`tying.data.Subwords.encode_source`).
+        source: source id lists, ``</s>`` already appended (:meth:`tying.tasks.translation.Subwords.encode_source`).
         target: target id lists without ``<s>``/``</s>``, or None.
         max_tokens: budget of ``batch size x longest sequence`` per side.
         max_length: if given, a sequence longer than this (decoder side: with ``<s>``) raises

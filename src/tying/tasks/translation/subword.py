@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tying._io import atomic_write
-from tying.data.bitext import Bitext
-from tying.data.stdlib_docs import default_cache_dir
+from tying.data.files import default_cache_dir
+from tying.tasks.translation.bitext import Bitext
 
 if TYPE_CHECKING:
     import sentencepiece

@@ -2,7 +2,7 @@
 
 A corpus folder holds ``train.txt``, ``valid.txt`` and ``test.txt``: one sentence per line,
 words separated by whitespace, already normalised (PTB, WikiText-2 and the built-in
-:mod:`tying.data.stdlib_docs` corpus all look like this). Each line becomes its words followed
+:mod:`tying.tasks.lm.stdlib_docs` corpus all look like this). Each line becomes its words followed
 by ``<eos>``, the convention of Mikolov's PTB setup and pytorch/examples
 ``word_language_model``, so the split sizes here match the published token counts
 (PTB: 929,589 / 73,760 / 82,430).
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import torch
 
-from tying.data.stdlib_docs import builtin_corpus_dir
+from tying.data.files import SPLITS, DataError
 from tying.data.vocab import EOS, UNK, Dictionary
+from tying.tasks.lm.stdlib_docs import builtin_corpus_dir
 
 __all__ = ["SPLITS", "CorpusError", "Corpus", "load_corpus"]
 
-SPLITS = ("train", "valid", "test")
-
-
-class CorpusError(ValueError):
+class CorpusError(DataError):
     """A corpus file that cannot be tokenised against the training vocabulary."""
 
 
@@ -94,5 +92,5 @@ class Corpus:
 
 def load_corpus(path: str | os.PathLike[str] | None = None) -> Corpus:
     """The corpus in folder ``path``, or the built-in standard-library docstring corpus when
-    ``path`` is None (built once into the cache, see :func:`tying.data.builtin_corpus_dir`)."""
+    ``path`` is None (built once into the cache, see :func:`tying.tasks.lm.builtin_corpus_dir`)."""
     return Corpus(builtin_corpus_dir() if path is None else path)
