@@ -41,14 +41,14 @@ def on_path(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_the_example_task_trains_resumes_and_reports_under_tying_train(on_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = runner.invoke(app, ["train", "--config", str(on_path / "my_task.toml"), "--out", str(out), "--progress-every", "0"], env=WIDE)
+    first = runner.invoke(app, ["train", str(on_path / "my_task.toml"), "--out", str(out), "--progress-every", "0"], env=WIDE)
     assert first.exit_code == 0, first.output
     assert "epoch 1: batch 16/16" in first.output and "best valid MSE" in first.output  # progress and the report table
     record = read_metrics(out)
     assert record is not None and record["task"] == "my_task:MyTask" and len(record["history"]) == 3
     assert record["unique_parameters"] == 16 * 4 + 4 + 16  # one weight matrix for encoder and decoder
     assert record["history"][-1]["valid_mse"] < record["history"][0]["valid_mse"]
-    more = runner.invoke(app, ["train", "--config", str(on_path / "my_task.toml"), "--out", str(out), "train.epochs=4"], env=WIDE)
+    more = runner.invoke(app, ["train", str(on_path / "my_task.toml"), "--out", str(out), "--set", "train.epochs=4"], env=WIDE)
     assert more.exit_code == 0, more.output
     assert "resumed from" in more.output
     resumed = read_metrics(out)
@@ -69,7 +69,7 @@ def test_the_example_task_compares_tied_and_untied_under_several_seeds(on_path: 
 def test_the_example_runs_from_the_shell_with_its_folder_on_pythonpath(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(tying.__file__).parents[1]), str(EXAMPLE)]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "tying.cli.main", "train", "--config", str(EXAMPLE / "my_task.toml"), "--out", str(tmp_path / "run"), "train.epochs=1"],
+        [sys.executable, "-m", "tying.cli.main", "train", str(EXAMPLE / "my_task.toml"), "--out", str(tmp_path / "run"), "--set", "train.epochs=1"],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -97,7 +97,7 @@ def test_a_task_that_cannot_be_found_is_an_error_naming_the_recipe_file(on_path:
     path = _recipe(tmp_path, task)
     with pytest.raises(RecipeError, match=rf"^{path}: task = '{task}': {message}"):
         load_recipe(path)
-    result = runner.invoke(app, ["train", "--config", str(path), "--out", str(tmp_path / "run")], env=WIDE)
+    result = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run")], env=WIDE)
     assert result.exit_code == 1 and "Traceback" not in result.output and "error: " in result.output
 
 
@@ -132,7 +132,7 @@ def test_an_installed_package_declares_its_task_as_an_entry_point(on_path: Path,
     monkeypatch.syspath_prepend(str(site))
     assert "plugin-task" in task_names()
     path = _recipe(tmp_path, "plugin-task", '[train]\nepochs = 1\nlr = 0.02\n')
-    result = runner.invoke(app, ["train", "--config", str(path), "--out", str(tmp_path / "run")], env=WIDE)
+    result = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run")], env=WIDE)
     assert result.exit_code == 0, result.output
     record = read_metrics(tmp_path / "run")
     assert record is not None and record["task"] == "plugin-task" and record["recipe"]["train"]["optimizer"] == "adamw"

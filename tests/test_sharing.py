@@ -155,6 +155,9 @@ def test_summary_line_and_repeat_call() -> None:
     share_layers(model, "blocks", unique=2, strategy="cycle_rev", share_norms=False)  # no-op
     assert tying.get_spec(model).ties == ties
     assert summary_lines(model) == ["blocks: 4 layers over 2 sets (cycle_rev): A B B A; norms per layer"]
+    one_set = _gpt()
+    share_layers(one_set, "blocks", unique=1, strategy="sequence")
+    assert summary_lines(one_set) == ["blocks: 4 layers over 1 set (all): A A A A"]  # not "1 sets"
     assert summary_lines(_gpt()) == []
     lone = _gpt()
     tying.tie(lone, "blocks.0.mlp.fc.weight", "blocks.1.mlp.fc.weight")  # one cross-layer tie is not layer sharing

@@ -4,7 +4,7 @@ subspace, its decoder tied to the encoder's weight transposed (or not: ``model.t
 tying finds it by import path: a recipe says ``task = "my_task:MyTask"`` (module ``my_task``,
 class ``MyTask``), so this folder must be on the Python path::
 
-    PYTHONPATH=examples/custom_task tying train --config examples/custom_task/my_task.toml
+    PYTHONPATH=examples/custom_task tying train examples/custom_task/my_task.toml
     PYTHONPATH=examples/custom_task tying compare examples/custom_task/my_task.toml \
         examples/custom_task/my_task_untied.toml --seeds 2 --out runs/my-task
 

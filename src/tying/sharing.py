@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tying._paths import unwrap
+from tying._text import plural
 from tying.core import tie
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec, get_spec
@@ -141,7 +142,7 @@ class LayerSharing:
         n, m = len(self.assignment), self.unique
         rule = f" ({self.strategy})" if self.strategy is not None else ""
         norms = "" if self.share_norms else "; norms per layer"
-        return f"{self.path}: {n} layers over {m} sets{rule}: {self.sets}{norms}"
+        return f"{self.path}: {plural(n, 'layer')} over {plural(m, 'set')}{rule}: {self.sets}{norms}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for run records: ``path``, ``assignment``, ``unique``, ``strategy``,

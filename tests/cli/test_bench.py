@@ -54,7 +54,7 @@ def test_a_failing_benchmark_is_reported_and_recorded(tmp_path: Path) -> None:
     folder = _scripts(tmp_path / "benchmarks")
     doc = tmp_path / "PERF.md"
     result = runner.invoke(app, ["bench", "--folder", str(folder), "--doc", str(doc)], env={"COLUMNS": "200"})
-    assert result.exit_code == 1 and "benchmark(s) failed to run: beta" in result.output
+    assert result.exit_code == 1 and "1 benchmark failed to run: beta" in result.output
     assert "(exited with status 3)" in doc.read_text() and "partial output" in doc.read_text()
 
 
@@ -93,7 +93,7 @@ def test_a_benchmark_reporting_fail_makes_bench_exit_non_zero(tmp_path: Path) ->
     (folder / "bench_fine.py").write_text("print('PASS: fine')\n")
     result = runner.invoke(app, ["bench", "--folder", str(folder)], env={"COLUMNS": "200"})
     assert result.exit_code == 1
-    assert "benchmark(s) missed a goal (FAIL): slow, slower" in result.output and "failed to run" not in result.output
+    assert "2 benchmarks missed a goal (FAIL): slow, slower" in result.output and "failed to run" not in result.output
     assert runner.invoke(app, ["bench", "fine", "--folder", str(folder)]).exit_code == 0
 
 

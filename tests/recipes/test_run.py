@@ -359,6 +359,17 @@ def test_changed_settings_ignore_epochs_and_keys_a_run_predates_at_their_default
     ]
 
 
+def test_a_key_a_run_predates_counts_as_what_it_meant_then_not_as_todays_default() -> None:
+    # Records written before train.optimizer existed trained with SGD, tying 0.1's default; today's
+    # default is AdamW, so "missing" must not read as "adamw" (the committed PTB runs are such records).
+    tables = load_recipe("ptb-small-tied").tables
+    stored = {name: table.model_dump(mode="json") for name, table in tables.items()}
+    del stored["train"]["optimizer"]
+    assert tables["train"].optimizer == "sgd" and changed_settings(stored, tables) == []
+    adamw = load_recipe("ptb-small-tied", ['train.optimizer="adamw"']).tables
+    assert changed_settings(stored, adamw) == ['train.optimizer: stored (not set), requested "adamw"']
+
+
 def test_reports_give_old_records_commands_in_todays_spelling_and_singular_counts() -> None:
     old = "tying train --config ptb-small-tied train.seed=1112 --out results/x --name r --threads 1"
     record = _record("r", command=old)

@@ -64,7 +64,7 @@ def test_absent_cuda_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_tying_train_on_absent_cuda_fails_in_one_line_before_writing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--config", "digits-ae-tied", "train.epochs=1", 'train.device="cuda"', "--out", str(out)])
+    result = CliRunner().invoke(app, ["train", "digits-ae-tied", "--set", "train.epochs=1", "--set", 'train.device="cuda"', "--out", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "error: train.device = 'cuda': no CUDA device is available here" in " ".join(result.output.split())
     assert not out.exists()

@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tying._io import atomic_save_file
 from tying._paths import unwrap
+from tying._text import plural
 from tying.checkpoint.reader import META_KEY, implied_aliases
 from tying.errors import CheckpointError
 from tying.spec import TieSpec, get_spec, source_keys
@@ -53,7 +54,7 @@ def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str
     sharded = sharded_keys(state)
     if sharded:
         raise CheckpointError(
-            f"refusing to write {str(path)!r}: {len(sharded)} tensors are sharded ({', '.join(sharded[:3])}...); "
+            f"refusing to write {str(path)!r}: {plural(len(sharded), 'tensor')} sharded ({', '.join(sharded[:3])}...); "
             "call tying.distributed.save(model, path) on every rank, which gathers them and writes from rank 0"
         )
     return save_state_dict(state, path, spec=get_spec(model), metadata=metadata)

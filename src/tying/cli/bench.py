@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 
 from tying._io import atomic_write_text
+from tying._text import plural
 from tying.machine import describe_machine
 
 __all__ = ["bench", "find_benchmarks"]
@@ -87,9 +88,9 @@ def bench(
         atomic_write_text(doc, _document([kept[name] for name in order]))
         console.print(f"wrote {doc}", highlight=False)
     if missed:
-        console.print(f"[red]benchmark(s) missed a goal (FAIL):[/red] {', '.join(missed)}", highlight=False)
+        console.print(f"[red]{plural(len(missed), 'benchmark')} missed a goal (FAIL):[/red] {', '.join(missed)}", highlight=False)
     if failed:
-        console.print(f"[red]benchmark(s) failed to run:[/red] {', '.join(failed)}", highlight=False)
+        console.print(f"[red]{plural(len(failed), 'benchmark')} failed to run:[/red] {', '.join(failed)}", highlight=False)
     if missed or failed:
         raise typer.Exit(1)
 
