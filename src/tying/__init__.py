@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from tying._moved import install as _install_moved_paths
 from tying.accounting import Summary, SummaryRow, summary
 from tying.checkpoint import CheckpointInfo, LoadResult, load, read_checkpoint, save
-from tying.core import retie, tie, tie_transposed, untie, weight_norm
+from tying.core import retie, tie, tie_reflected, tie_transposed, untie, weight_norm
 from tying.discovery import TieGroup, TieMember, find_ties
 from tying.errors import CheckpointError, TieError, TieVerificationError
 from tying.materialize import empty_parameters, materialize
@@ -33,7 +33,7 @@ from tying.resize import ResizedParameter, VocabResize, resize_vocab
 from tying.sharing import LayerSharing, layer_assignment, layer_sharing, share_layers
 from tying.spec import Tie, TieSpec, get_spec
 from tying.verification import BrokenTie, TieReport, verify
-from tying.transforms import Transpose
+from tying.transforms import Reflect, Transpose
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __all__ = [
     "CheckpointInfo",
     "LayerSharing",
     "LoadResult",
+    "Reflect",
     "ResizedParameter",
     "Summary",
     "SummaryRow",
@@ -82,6 +83,7 @@ __all__ = [
     "share_layers",
     "summary",
     "tie",
+    "tie_reflected",
     "tie_transposed",
     "unique_parameters",
     "untie",

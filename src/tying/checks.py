@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from tying._paths import ParamRef, parametrization_list, resolve
+from tying._text import plural
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec
 from tying.transforms import TRANSFORMS, Params, TieTransform, build
@@ -32,7 +33,7 @@ def check_compatible(src: ParamRef, tgt: ParamRef, transform: TieTransform | Non
         cls = type(transform)
         if s.dim() < cls.min_dims:
             raise TieError(
-                f"{cls.call.removeprefix('tying.')} needs a source with at least {cls.min_dims} dimensions; "
+                f"{cls.call.removeprefix('tying.')} needs a source with at least {plural(cls.min_dims, 'dimension')}; "
                 f"{src.path!r} has shape {_shape(s)}"
             )
         reason = transform.mismatch(s.shape)

@@ -9,7 +9,7 @@ dispatch, adapters). Declarations are checked by :mod:`tying.checks`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -20,9 +20,9 @@ from tying.checks import check_tie
 from tying.errors import TieError
 from tying.graph import apply_spec, drop_transform, fresh, install_transform, own_copy, plist_at, set_identity, slot, tie_broken
 from tying.spec import Tie, get_spec, own_spec, remove_tie, state_key_pairs
-from tying.transforms import TieTransform, Transpose, freeze
+from tying.transforms import Reflect, TieTransform, Transpose, freeze
 
-__all__ = ["tie", "tie_transposed", "untie", "retie", "weight_norm"]
+__all__ = ["tie", "tie_transposed", "tie_reflected", "untie", "retie", "weight_norm"]
 
 
 def declare(model: nn.Module, ties: Iterable[Tie], *, apply: bool = True) -> None:
@@ -91,6 +91,39 @@ def tie_transposed(model: nn.Module, source: str, target: str) -> None:
     (``<target module>.parametrizations.<name>.original``).
     """
     tie_transformed(model, source, target, Transpose())
+
+
+def tie_reflected(model: nn.Module, source: str, target: str, signs: Sequence[int] | torch.Tensor | Reflect) -> None:
+    r"""Tie ``target`` to the reflection of ``source`` in the columns where ``signs`` is ``-1``:
+    ``target`` reads :math:`C = W \operatorname{diag}(s)` (``W * signs``, one sign per entry of
+    the last dimension), and every gradient reaches the single leaf ``source``.
+
+    Skip-gram with negative sampling scores a word :math:`w` in a context :math:`c` by
+    :math:`w \cdot c`. Tied plainly (:math:`C = W`) every word scores
+    :math:`\lVert w \rVert^2 > 0` with itself as its own context, although words rarely occur
+    next to themselves, and the model does poorly. Assylbekov & Takhanov (JAIR 2019,
+    "Context vectors are reflections of word vectors in half the dimensions", arXiv 1902.09859)
+    tie :math:`C = W D` instead, :math:`D` diagonal with half its entries :math:`-1`: a word's
+    score with itself is then the difference of the squared norms of its two halves, no longer
+    forced to be large.
+    ``tying.Reflect.half_negative(dim, seed)`` draws such signs.
+
+    ``signs`` is a sequence (or 1-D integer tensor) of the ints ``1`` and ``-1`` as long as the
+    source's last dimension, or a :class:`tying.Reflect`. It is recorded in the spec and in
+    checkpoint headers (the file stores :math:`W` once). Assigning ``target.weight = c`` writes
+    ``c * signs`` into the source. :func:`tying.weight_norm` of the group works (the target
+    reflects the normalized weight); :func:`tying.resize_vocab` keeps the tie along any dimension
+    but the last. A source that is a plain tie's target resolves to its group's source, as for
+    :func:`tie_transposed`.
+
+    Raises:
+        TieError: ``signs`` has another length than the source's last dimension (both named);
+            ``source`` is itself a transformed (reflected, transposed) target: name its source,
+            and for a reflection of a reflection multiply the two sign vectors; shapes, dtypes or
+            devices differ; and everything :func:`tie` refuses.
+        ValueError: ``signs`` is empty or holds anything but ``1`` and ``-1`` (index and value named).
+    """
+    tie_transformed(model, source, target, signs if isinstance(signs, Reflect) else Reflect(signs))
 
 
 def tie_transformed(model: nn.Module, source: str, target: str, transform: TieTransform) -> None:

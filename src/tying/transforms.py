@@ -8,7 +8,8 @@ reaches one leaf. Each transform is one :class:`TieTransform` subclass, register
 records for it, and the words messages use for it. The spec, the tie checks, discovery,
 checkpoints and resizing look transforms up here and nowhere else, so a new transform is one
 class in this module (declared with :func:`tying.core.tie_transformed`, or a call of its own).
-Today there is one, ``"transpose"`` (:math:`W_t = W_s^\top`, tied autoencoders).
+Today there are two: ``"transpose"`` (:math:`W_t = W_s^\top`, tied autoencoders) and
+``"reflect"`` (:math:`W_t = W_s \operatorname{diag}(s)`, fixed signs :math:`s_j = \pm 1`).
 
 Weight normalization of a tie group (:data:`SOURCE_PARAMETRIZATIONS`) is not a transform: it
 computes the *source* of a group from several originals, and every member reads it.
@@ -16,6 +17,7 @@ computes the *source* of a group from several originals, and every member reads 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -27,7 +29,7 @@ from torch.nn.utils.parametrizations import _WeightNorm, weight_norm
 
 from tying._paths import parametrization_list
 
-__all__ = ["Transpose"]
+__all__ = ["Reflect", "Transpose"]
 
 #: A transform's parameters as a tie records them: ``(name, value)`` pairs sorted by name, JSON
 #: values with lists as tuples, so a :class:`tying.Tie` stays hashable (:func:`freeze`).
@@ -66,6 +68,10 @@ class TieTransform(nn.Module):
         if params:
             raise ValueError(f"transform {cls.name!r} takes no parameters, got {sorted(params)}")
         return cls()
+
+    def label(self) -> str:
+        """The transform with a short account of its parameters, for displays (``tying inspect``)."""
+        return str(self.name)
 
     def mismatch(self, shape: Sequence[int]) -> str | None:
         """Why this transform (with its parameters) cannot read a source of ``shape``, else ``None``."""
@@ -141,6 +147,94 @@ class Transpose(TieTransform):
         return x.transpose(0, 1)
 
 
+class Reflect(TieTransform):
+    r"""Parametrization ``W_target = W_source * signs``: the source with a fixed sign per column,
+    :math:`C = W \operatorname{diag}(s)`, :math:`s_j \in \{+1, -1\}` (``signs`` broadcast over the
+    last dimension).
+
+    Assylbekov & Takhanov (JAIR 2019, arXiv 1902.09859) tie skip-gram's context vectors to its
+    word vectors this way, with half the signs negative (:meth:`half_negative`; not ``half``,
+    which ``nn.Module`` keeps for casting to float16). A reflection is its own inverse, so
+    assigning ``target.weight = c`` writes ``c * signs`` into the source. The shape is kept; the
+    vocabulary (any dimension but the last) may be resized, the last dimension may not (one sign
+    per column). The signs are a tuple of Python ints, recorded in the spec and in
+    checkpoint headers as ``{"signs": [...]}``, never a tensor of the module.
+
+    Raises ``ValueError`` for an empty sign vector or an entry other than the int ``1`` or ``-1``
+    (naming its index and value).
+    """
+
+    name = "reflect"
+    adjective = "reflected"
+    call = "tying.tie_reflected"
+    min_dims = 1
+
+    def __init__(self, signs: Sequence[int] | torch.Tensor) -> None:
+        super().__init__()
+        self.signs = _checked_signs(signs)
+
+    @classmethod
+    def half_negative(cls, dim: int, seed: int = 0) -> Reflect:
+        """``dim`` signs of which exactly ``dim // 2`` are ``-1``, at the positions of the first
+        ``dim // 2`` entries of ``torch.randperm(dim)`` drawn from a ``torch.Generator`` seeded
+        with ``seed``. Checkpoints record the signs themselves, so loading never redraws them."""
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"Reflect.half_negative needs a positive int dimension, got {dim!r}")
+        negative = torch.randperm(dim, generator=torch.Generator().manual_seed(seed))[: dim // 2]
+        signs = torch.ones(dim, dtype=torch.int64)
+        signs[negative] = -1
+        return cls(signs)
+
+    def params(self) -> dict[str, Any]:
+        return {"signs": list(self.signs)}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Reflect:
+        if set(params) != {"signs"}:
+            raise ValueError(f"transform 'reflect' takes one parameter, 'signs'; got {sorted(params)}")
+        signs = params["signs"]
+        if not isinstance(signs, (list, tuple)):
+            raise ValueError(f"'signs' must be a list of 1 and -1, got {type(signs).__name__}")
+        return cls(signs)
+
+    def label(self) -> str:
+        return f"reflect ({self.signs.count(-1)} of {len(self.signs)} signs -1)"
+
+    def extra_repr(self) -> str:
+        return f"{len(self.signs)} signs, {self.signs.count(-1)} of them -1"
+
+    def mismatch(self, shape: Sequence[int]) -> str | None:
+        if len(shape) and shape[-1] == len(self.signs):
+            return None
+        last = shape[-1] if len(shape) else "(none)"
+        return f"{len(self.signs)} signs for a last dimension of length {last}; there must be one sign per column"
+
+    @classmethod
+    def resizable(cls, dim: int, ndim: int) -> bool:
+        return dim != ndim - 1  # one sign per column: the number of columns is fixed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Multiplying by +-1 is exact in every floating dtype: the target is bit-for-bit W * s.
+        return x * torch.tensor(self.signs, dtype=x.dtype, device=x.device)
+
+    def right_inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)  # (W s) s = W: a reflection is its own inverse
+
+
+def _checked_signs(signs: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
+    """``signs`` as a tuple of ints, each ``1`` or ``-1``; ``ValueError`` naming the first other entry."""
+    if isinstance(signs, torch.Tensor) and signs.dim() != 1:
+        raise ValueError(f"signs must be one-dimensional, got a tensor of shape {list(signs.shape)}")
+    values = signs.tolist() if isinstance(signs, torch.Tensor) else list(signs)
+    if not values:
+        raise ValueError("a reflection needs at least one sign; got an empty sign vector")
+    for i, s in enumerate(values):
+        # bools and floats are refused: a sign is the int 1 or -1 (as the checkpoint header writes it).
+        if isinstance(s, bool) or not hasattr(type(s), "__index__") or operator.index(s) not in (1, -1):
+            raise ValueError(f"sign {i} is {s!r}; every sign must be the int 1 or -1")
+    return tuple(operator.index(s) for s in values)
+
+
 #: Transform name -> its class: the registry every other module reads (:func:`register`).
 TRANSFORMS: dict[str, type[TieTransform]] = {}
 
@@ -163,6 +257,7 @@ def unregister(name: str) -> None:
 
 
 register(Transpose)
+register(Reflect)
 
 
 def transform_class(name: str | None) -> type[TieTransform]:

@@ -29,7 +29,7 @@ def compare(
     seeds: Annotated[int, typer.Option(min=1, help="Train each recipe under this many seeds (its train.seed, +1, ...); report mean ± sd.")] = 1,
     jobs: Annotated[int, typer.Option(min=1, help="Runs trained at once, each in its own process.")] = 1,
     data_root: Annotated[
-        Path | None, typer.Option(help="Folder holding the data folders (default $TYING_DATA_ROOT or ../shared/data).")
+        Path | None, typer.Option(help="Folder holding the data folders (default $TYING_DATA_ROOT or ~/tying-data).")
     ] = None,
     report_only: Annotated[bool, typer.Option("--report-only", help="Train nothing; rebuild the report from metrics.json files.")] = False,
     title: Annotated[str | None, typer.Option(metavar="TEXT", help="Report title (default: the run names).")] = None,

@@ -51,7 +51,8 @@ def render(info: CheckpointInfo, console: Console) -> None:
         for source, ties in info.spec.groups().items():
             by = info.spec.parametrizations.get(source)
             how = "-" if by is None else f"{by['kind']}(" + ", ".join(f"{k}={v}" for k, v in by.items() if k != "kind") + ")"
-            table.add_row(escape(source), escape(how), escape("\n".join(t.target for t in ties)), "\n".join(t.transform or "-" for t in ties))
+            labels = "\n".join(t.make_transform().label() if t.transform else "-" for t in ties)
+            table.add_row(escape(source), escape(how), escape("\n".join(t.target for t in ties)), escape(labels))
         console.print(table)
     groups = info.groups()
     if groups:

@@ -52,7 +52,7 @@ def train(
         str | None, typer.Option(metavar="NAME", help="The run's name in its record and reports (default: the recipe's; `tying compare --seeds` names each seed's run).")
     ] = None,
     data_root: Annotated[
-        Path | None, typer.Option(help="Folder holding the recipe's data folder (default $TYING_DATA_ROOT or ../shared/data).")
+        Path | None, typer.Option(help="Folder holding the recipe's data folder (default $TYING_DATA_ROOT or ~/tying-data).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from a checkpoint in --out if there is one.")] = True,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's choice).")] = None,

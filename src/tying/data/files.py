@@ -13,8 +13,8 @@ __all__ = ["SPLITS", "DEFAULT_DATA_ROOT", "DataError", "DataNotFoundError", "res
 SPLITS = ("train", "valid", "test")
 
 #: Where corpus names (``"ptb"``, ``"wikitext-2"``) are looked up unless ``--data-root`` or the
-#: ``TYING_DATA_ROOT`` environment variable says otherwise: the benchmark folder beside a checkout.
-DEFAULT_DATA_ROOT = Path("../shared/data")
+#: ``TYING_DATA_ROOT`` environment variable says otherwise (``docs/data.md`` gives each corpus's layout).
+DEFAULT_DATA_ROOT = Path("~/tying-data").expanduser()
 
 
 class DataError(ValueError):
