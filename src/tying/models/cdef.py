@@ -121,7 +121,7 @@ class TemporalLayer(nn.Module):
 
     def kernels(self, window: int) -> torch.Tensor:
         """:math:`A` of every step, ``(W, R, out, in)``, non-negative."""
-        stacked = torch.stack([F.softplus(step.weight) for step in self.steps])
+        stacked = torch.stack([F.softplus(step.weight) for step in self.steps if isinstance(step, StepKernel)])
         return stacked.expand(window, *stacked.shape[1:])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -140,6 +140,8 @@ class CDEF(nn.Module):
     Windows are ``(N, W, D)`` count tensors.
     """
 
+    scale: torch.Tensor
+
     def __init__(self, config: CDEFConfig, scale: torch.Tensor | None = None, *, seed: int = 0) -> None:
         super().__init__()
         self.config = config
@@ -150,9 +152,10 @@ class CDEF(nn.Module):
             for l in range(len(self.layers)):
                 share_layers(self, f"layers.{l}.steps")  # one kernel read at every time step
         hidden, total = config.encoder_hidden, sum(config.widths)
-        self.encoder = nn.Sequential(nn.Conv1d(config.series, hidden, config.kernel), nn.Softplus(), nn.Conv1d(hidden, 2 * total, 1))
-        with torch.no_grad():
-            self.encoder[2].bias.fill_(_inverse_softplus(5.0))  # q starts near Gamma(5, 5): mean 1
+        head = nn.Conv1d(hidden, 2 * total, 1)
+        assert head.bias is not None
+        nn.init.constant_(head.bias, _inverse_softplus(5.0))  # q starts near Gamma(5, 5): mean 1
+        self.encoder = nn.Sequential(nn.Conv1d(config.series, hidden, config.kernel), nn.Softplus(), head)
         self.register_buffer("scale", torch.ones(config.series) if scale is None else scale.detach().clone().float())
 
     def posterior(self, x: torch.Tensor) -> list[Gamma]:
