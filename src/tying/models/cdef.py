@@ -200,6 +200,13 @@ class CDEF(nn.Module):
         parts = [self.log_weights(x, min(chunk, samples - start)) for start in range(0, samples, chunk)]
         return torch.logsumexp(torch.cat(parts), dim=0) - math.log(samples)
 
+    def count_kernels(self) -> torch.Tensor:
+        """The bottom layer's kernels in counts, :math:`s_d A^0_{t,\tau,d,k}`, ``(W, R, D, K_1)``: the
+        expected counts of series :math:`d` at step :math:`t` that a unit of factor :math:`k` at step :math:`t - \tau` adds."""
+        layer = self.layers[0]
+        assert isinstance(layer, TemporalLayer)
+        return layer.kernels(self.config.window) * self.scale.view(1, 1, -1, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The single-draw ELBO per window (the training objective, to maximise)."""
         return self.elbo(x)
