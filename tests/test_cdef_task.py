@@ -118,3 +118,15 @@ def test_the_report_draws_likelihood_against_length_and_the_kernels() -> None:
         f.draw(fig)
         assert fig.axes
     assert [f.name for f in kernel_figures(records[:2])] == ["kernel"]  # one length: no curve
+
+
+def test_the_per_epoch_curve_of_a_negative_metric_is_drawn_on_a_linear_axis(tmp_path: Path) -> None:
+    import warnings
+
+    from tying.recipes.plots import curve_plot
+    from tying.tasks.cdef import CDEFTask
+
+    records = [{"name": "a", "history": [{"epoch": 1, "valid_loglik": -2.6}, {"epoch": 2, "valid_loglik": -2.5}]}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when it log-scales non-positive data
+        assert curve_plot(tmp_path / "c.png", "t", CDEFTask.metrics[0], records).is_file()

@@ -55,7 +55,8 @@ def curve_plot(path: Path, title: str, m: Metric, records: Sequence[dict[str, An
     if max(len(x["history"]) for x in records) > 1:
         for x in records:
             ax.plot([h["epoch"] for h in x["history"]], [h[f"valid_{m.name}"] for h in x["history"]], marker="o", label=x["name"])
-        ax.set(xlabel="epoch", ylabel=f"validation {m.words}", title=title, yscale="log")
+        positive = all(h[f"valid_{m.name}"] > 0 for x in records for h in x["history"])  # a log-likelihood is not
+        ax.set(xlabel="epoch", ylabel=f"validation {m.words}", title=title, yscale="log" if positive else "linear")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(_PLAIN)
         ax.yaxis.set_minor_formatter(_PLAIN)
