@@ -144,7 +144,8 @@ def main() -> None:
 
     os.environ.setdefault("TYING_CACHE_DIR", tempfile.mkdtemp(prefix="tying-golden-cache-"))
     with tempfile.TemporaryDirectory() as work:
-        numbers = {"torch": torch.__version__, "python": sys.version.split()[0], **training_numbers(Path(work))}
+        # The kernels torch picks (and so the last bits) depend on the CPU's vector instructions.
+        numbers = {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "python": sys.version.split()[0], **training_numbers(Path(work))}
     TRAINING.write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
     RECIPES.write_text(json.dumps(resolved_recipes(), indent=1) + "\n", encoding="utf-8")
     print(f"wrote {TRAINING} and {RECIPES}")
