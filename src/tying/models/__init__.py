@@ -1,6 +1,7 @@
 """Models that use weight tying, each readable top to bottom in one file."""
 
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
+from tying.models.cdef import CDEF, CDEFConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
@@ -8,6 +9,8 @@ from tying.models.translation import TieMode, TranslationConfig, TranslationTran
 __all__ = [
     "AutoEncoder",
     "AutoEncoderConfig",
+    "CDEF",
+    "CDEFConfig",
     "LSTMConfig",
     "LSTMLanguageModel",
     "LSTMState",

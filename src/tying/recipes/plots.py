@@ -55,11 +55,16 @@ def curve_plot(path: Path, title: str, m: Metric, records: Sequence[dict[str, An
     if max(len(x["history"]) for x in records) > 1:
         for x in records:
             ax.plot([h["epoch"] for h in x["history"]], [h[f"valid_{m.name}"] for h in x["history"]], marker="o", label=x["name"])
-        ax.set(xlabel="epoch", ylabel=f"validation {m.words}", title=title, yscale="log")
+        positive = all(h[f"valid_{m.name}"] > 0 for x in records for h in x["history"])  # a log-likelihood is not
+        ax.set(xlabel="epoch", ylabel=f"validation {m.words}", title=title, yscale="log" if positive else "linear")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(_PLAIN)
         ax.yaxis.set_minor_formatter(_PLAIN)
-        ax.legend()
+        if len(records) > 8:  # many runs (several seeds): the legend beside the axes, not over the curves
+            fig.set_size_inches(9.6, max(4.0, 0.16 * len(records) / 2 + 1.0))
+            ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5), ncol=2 if len(records) > 20 else 1)
+        else:
+            ax.legend()
     else:  # one epoch each: a per-epoch line would be a lone dot per run
         names, values = [x["name"] for x in records], [x["history"][0][f"valid_{m.name}"] for x in records]
         bars = ax.barh(names, values)

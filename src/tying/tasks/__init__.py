@@ -3,7 +3,8 @@ everything specific to it: data readers, batching, losses, metrics, report figur
 
 * :mod:`tying.tasks.lm`: word-level language modelling (``task = "lm"``), LSTM or Transformer;
 * :mod:`tying.tasks.translation`: translation with a tied Transformer (``task = "translation"``);
-* :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``).
+* :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``);
+* :mod:`tying.tasks.cdef`: convolutional deep exponential families on count time series (``task = "cdef"``).
 
 Tasks never import one another: what two tasks share lives in :mod:`tying.data`,
 :mod:`tying.models`, :mod:`tying.nn` or the engine (:mod:`tying.training`).
@@ -19,6 +20,7 @@ __all__ = ["BUILTIN_TASKS"]
 #: Task name -> ``"module:Class"``, as the ``tying.tasks`` entry points of ``pyproject.toml``.
 BUILTIN_TASKS = {
     "autoencoder": "tying.tasks.autoencoder:AutoEncoderTask",
+    "cdef": "tying.tasks.cdef:CDEFTask",
     "lm": "tying.tasks.lm:LMTask",
     "translation": "tying.tasks.translation:TranslationTask",
 }
