@@ -1,9 +1,11 @@
 """Models that use weight tying, each readable top to bottom in one file."""
 
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
+from tying.models.mavnet import MAVNet, MAVNetConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
+from tying.models.unet import UNet, UNetConfig
 
 __all__ = [
     "AutoEncoder",
@@ -11,9 +13,13 @@ __all__ = [
     "LSTMConfig",
     "LSTMLanguageModel",
     "LSTMState",
+    "MAVNet",
+    "MAVNetConfig",
     "TransformerConfig",
     "TransformerLanguageModel",
     "TieMode",
     "TranslationConfig",
     "TranslationTransformer",
+    "UNet",
+    "UNetConfig",
 ]
