@@ -217,7 +217,8 @@ def test_update_results_doc_appends_a_new_section(tmp_path: Path) -> None:
     update_results_doc(doc, "k", [Row("a", [_record("a")])], tmp_path / "out", "T")
     text = doc.read_text()
     assert text.startswith("# Results\n\n<!-- tying compare: k -->\n### T\n") and text.endswith("<!-- end tying compare: k -->\n")
-    assert "| a | 10 | 5 | 1 | 3.00 | 2.50 | - | - | 100 | 1.0 min |" in text
+    assert "| a | 10 | 5 | 1 | 3.00 | 2.50 | 100 | 1.0 min |" in text  # no paper value: no paper and gap columns
+    assert "paper" not in text.split("Throughput is")[0]
 
 
 def test_columns_come_from_the_tasks_metrics() -> None:
@@ -235,13 +236,13 @@ def test_columns_come_from_the_tasks_metrics() -> None:
     rows = [Row("a", [_record("a")]), Row("s", [scores])]
     assert columns(rows) == [
         "run", "parameters", "unique parameters", "epochs",
-        "best valid ppl", "test ppl", "paper test ppl", "gap",
+        "best valid ppl", "test ppl",  # no recipe gives the paper's perplexity: no paper and gap columns
         "best valid accuracy", "test accuracy", "paper test accuracy", "gap",
         "throughput", "wall time",
     ]  # fmt: skip
     lm, acc = report_rows(rows)
-    assert lm[4:12] == ["3.00", "2.50", "-", "-", "-", "-", "-", "-"] and lm[12] == "100 tokens/s"
-    assert acc[4:12] == ["-", "-", "-", "-", "91.0%", "90.5%", "92", "-1.5"] and acc[12] == "12 examples/s"
+    assert lm[4:10] == ["3.00", "2.50", "-", "-", "-", "-"] and lm[10] == "100 tokens/s"
+    assert acc[4:10] == ["-", "-", "91.0%", "90.5%", "92", "-1.5"] and acc[10] == "12 examples/s"
 
 
 def test_the_report_compares_gaps_and_ranking_with_the_paper(tmp_path: Path) -> None:
@@ -270,7 +271,8 @@ def test_the_report_compares_gaps_and_ranking_with_the_paper(tmp_path: Path) -> 
     assert "within tolerance untied (-2.0, tolerance ±3); outside tied (-3.4, tolerance ±3)." in text
     assert "ours tied < pr < untied; the paper's tied < pr < untied (the same order)." in text
     assert "Against the paper" not in markdown([rows[3]], "T", "x-") and "Ranked" not in markdown(rows[:1], "T", "x-")
-    assert "gap = ours - paper.\nThroughput is" in markdown([rows[3]], "T", "x-")  # no empty sentence between
+    assert "validation perplexity; gap = ours - paper.\nAgainst" in markdown(rows[:1], "T", "x-")  # no empty sentence between
+    assert "validation perplexity.\nThroughput is" in markdown([rows[3]], "T", "x-")  # no paper value, no gap
 
 
 def test_a_paper_that_tests_the_last_epoch_is_compared_with_our_last_epoch() -> None:

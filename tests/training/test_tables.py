@@ -18,7 +18,7 @@ from tying.recipes import RecipeError, load_recipe
 from tying.tasks.autoencoder import AutoEncoderModel
 from tying.tasks.lm import LSTMModel, TransformerModel
 from tying.tasks.translation import TranslationModel
-from tying.training import Table, build_config, config_table
+from tying.training import Table, TrainConfig, build_config, config_table
 
 #: table -> (its dataclass, the fields the task fills in, the fields the task adds)
 TABLES: list[tuple[type[Table], type, set[str], set[str]]] = [
@@ -110,3 +110,18 @@ def test_config_table_derives_a_strict_table_from_any_dataclass() -> None:
 def test_range_describes_its_bounds() -> None:
     assert [Range(ge=0, lt=1).describe(), Range(ge=1).describe(), Range(gt=0).describe(), Range(le=5).describe()] == ["in [0, 1)", ">= 1", "> 0", "<= 5"]
     assert Range(gt=0, le=1).describe() == "in (0, 1]" and Range(ge=1).holds(None)
+
+
+def test_tuple_fields_take_toml_arrays_and_keep_their_length_check() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Sizes:
+        widths: tuple[int, int] = (4, 8)
+        rates: tuple[int, ...] = (2, 4)
+
+    table = config_table(Sizes, name="SizesTable")
+    assert table.model_validate({"widths": [1, 2], "rates": [3, 5, 7]}).rates == (3, 5, 7)  # TOML arrays
+    with pytest.raises(ValidationError, match="at most 2 items"):
+        table.model_validate({"widths": [1, 2, 3]})
+    with pytest.raises(ValidationError, match="valid integer"):
+        table.model_validate({"widths": [1, "2"]})  # still strict inside
+    assert TrainConfig.model_validate({"betas": [0.8, 0.9]}).betas == (0.8, 0.9)

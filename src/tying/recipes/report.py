@@ -125,12 +125,17 @@ def _compared(row: Row, metric: Metric) -> list[float]:
     return _values(row, "test_last" if _tested(row) == "last" else "test", metric)
 
 
+def _has_paper(rows: Sequence[Row], metric: Metric) -> bool:
+    """Whether some row's recipe gives the paper's test value of ``metric`` (else no paper and gap columns)."""
+    return any(f"test_{metric.name}" in row.first["recipe"]["paper"] for row in rows)
+
+
 def columns(rows: Sequence[Row]) -> list[str]:
     """Column headings of :func:`report_rows`."""
     heads = ["run", "parameters", "unique parameters", *(["layer sets"] if _shares_layers(rows) else []), "epochs"]
     for m in _metrics(rows):
         heads += [f"best valid {m.label}", f"test {m.label}", *([f"last-epoch test {m.label}"] if _shows_last(rows) else [])]
-        heads += [f"paper test {m.label}", "gap"]
+        heads += [f"paper test {m.label}", "gap"] if _has_paper(rows, m) else []
     units = _units(rows)
     return [*heads, f"{units.pop()}/s" if len(units) == 1 else "throughput", "wall time"]
 
@@ -182,7 +187,7 @@ def report_rows(rows: Sequence[Row]) -> list[list[str]]:
             cells += [_spread(valid, m) if valid else "-", _spread(test, m) if test else "-"]
             if _shows_last(rows):
                 cells.append(_spread(last, m) if last else "-")
-            cells += ["-" if ref is None else f"{ref:g}", gap]
+            cells += ["-" if ref is None else f"{ref:g}", gap] if _has_paper(rows, m) else []
         speed = statistics.mean(x[f"{x['unit']}_per_s"] for x in row.records)
         cells.append(f"{speed:,.0f}" + ("" if len(units) == 1 else f" {r['unit']}/s"))
         cells.append(_duration(statistics.mean(x["wall_s"] for x in row.records)))
@@ -273,7 +278,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
     first = metrics[0].words if metrics else "metric"
     # The per-epoch curve is the metric that picks the epoch (the first reported one unless a task marks another).
     picks = _curve(rows, metrics).words if metrics else first
-    notes = f"Test {first} is that of the epoch with the best validation {picks}; gap = ours - paper."
+    notes = f"Test {first} is that of the epoch with the best validation {picks}" + ("; gap = ours - paper." if any(_has_paper(rows, m) for m in metrics) else ".")
     if _shows_last(rows):
         last = [row.group for row in rows if _tested(row) == "last"]
         notes += (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from typing import Any, Literal
 
 import torch
@@ -35,6 +36,15 @@ class Table(BaseModel):
     """Base of recipe tables: strict types, unknown keys refused, immutable."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tuples_from_toml(cls, data: Any) -> Any:
+        # TOML has arrays, not tuples: a field typed as a tuple (betas, a model's widths) takes an array.
+        if isinstance(data, dict):
+            tuples = {name for name, field in cls.model_fields.items() if typing.get_origin(field.annotation) is tuple}
+            data = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in data.items()}
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -95,14 +105,6 @@ class TrainConfig(Table):
         if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
             raise ValueError("must be \"cpu\", \"cuda\" or \"cuda:N\" (N: the GPU's index)")
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _betas_from_toml(cls, data: Any) -> Any:
-        # TOML has arrays, not tuples: accept a 2-element array for betas.
-        if isinstance(data, dict) and isinstance(data.get("betas"), list):
-            data = {**data, "betas": tuple(data["betas"])}
-        return data
 
     @model_validator(mode="after")
     def _warmup(self) -> TrainConfig:
