@@ -125,7 +125,7 @@ def test_a_folder_with_too_few_images_for_three_splits_is_an_error(tmp_path: Pat
 
 @pytest.mark.slow
 def test_a_short_run_beats_the_majority_class_and_draws_the_predictions(tmp_path: Path) -> None:
-    settings = ["data.train=160", "data.valid=40", "data.test=40", "train.epochs=6", "train.batch_size=8"]
+    settings = ["data.train=200", "data.valid=40", "data.test=40", "train.epochs=20", "train.batch_size=8", "train.lr=0.02"]
     runs = expand_seeds([load_recipe("mavnet-shared", settings)])
     run_recipes(runs, tmp_path)
     record = read_metrics(tmp_path / "mavnet-shared")

@@ -168,8 +168,12 @@ class SegmentationTask(Task):
 
     @classmethod
     def report_figures(cls, records: Sequence[dict[str, Any]]) -> list[ReportFigure]:
-        """Test images, their ground truth, and each run's predictions (a row per run)."""
-        shown = [x for x in records if x.get("extras", {}).get("shown")]
+        """Test images, their ground truth, and each recipe's predictions (its first seed's run: a row per recipe)."""
+        first: dict[str, dict[str, Any]] = {}
+        for x in records:
+            if x.get("extras", {}).get("shown"):
+                first.setdefault(x["recipe"]["name"], x)
+        shown = list(first.values())
         if not shown:
             return []
-        return [ReportFigure("predictions", "test images, ground truth and each run's predictions", lambda fig: predictions_figure(fig, shown))]
+        return [ReportFigure("predictions", "test images, ground truth and each recipe's predictions (first seed)", lambda fig: predictions_figure(fig, shown))]
