@@ -3,8 +3,10 @@
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.cdef import CDEF, CDEFConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
+from tying.models.mavnet import MAVNet, MAVNetConfig
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
+from tying.models.unet import UNet, UNetConfig
 
 __all__ = [
     "AutoEncoder",
@@ -14,9 +16,13 @@ __all__ = [
     "LSTMConfig",
     "LSTMLanguageModel",
     "LSTMState",
+    "MAVNet",
+    "MAVNetConfig",
     "TransformerConfig",
     "TransformerLanguageModel",
     "TieMode",
     "TranslationConfig",
     "TranslationTransformer",
+    "UNet",
+    "UNetConfig",
 ]
