@@ -4,6 +4,7 @@ from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
+from tying.models.wide_deep import Ratings, WideDeep, WideDeepConfig
 
 __all__ = [
     "AutoEncoder",
@@ -16,4 +17,7 @@ __all__ = [
     "TieMode",
     "TranslationConfig",
     "TranslationTransformer",
+    "Ratings",
+    "WideDeep",
+    "WideDeepConfig",
 ]
