@@ -42,4 +42,3 @@ def frequency_figure(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
     ax.set_ylim(0.5, None)
     ax.axhline(0.5, color="grey", lw=0.5)
     ax.legend(fontsize=7)
-    fig.tight_layout()
