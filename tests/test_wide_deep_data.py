@@ -153,3 +153,31 @@ def test_auc_refuses_mismatched_shapes() -> None:
 def test_hash_ids_stay_in_range_for_large_ids() -> None:
     ids = hash_ids(6, torch.tensor([0, 2**31 - 1, 163949]), torch.tensor([2**31 - 1, 0, 5]), 2**18)
     assert bool(((ids >= 1) & (ids < 2**18)).all()) and np.unique(ids.numpy()).size == 3
+
+
+def test_the_logreg_peer_scores_what_scikit_learn_fitted(tmp_path: object) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    import tying
+    from tying.tasks.recsys.logreg import LogRegPeer, wide_matrix
+
+    rng = np.random.default_rng(0)
+    rows = [(int(rng.integers(1, 9)), int(rng.integers(1, 30)), float(rng.choice([1.0, 3.0, 4.0, 5.0])), int(rng.integers(0, 50))) for _ in range(300)]
+    data = build_examples(table(rows), history=4, buckets=211, valid_fraction=0.1, test_fraction=0.2)
+    peer = LogRegPeer(211, C=0.5, max_iter=500, seed=0)
+    loss, count = peer.fit_epoch(data, 1)
+    assert count == len(data.train) and 0 < loss < 0.7
+    reference = LogisticRegression(C=0.5, max_iter=500).fit(wide_matrix(data.train.x.wide, 211), data.train.label.numpy())
+    expected = reference.decision_function(wide_matrix(data.test.x.wide, 211))
+    with torch.no_grad():
+        ours = peer(data.test.x)
+    assert np.allclose(ours.numpy(), expected, atol=1e-4)
+    assert tying.summary(peer).unique_parameters == 211 + 1 and not any(p.requires_grad for p in peer.parameters())
+    path = f"{tmp_path}/peer.safetensors"
+    tying.save(peer, path)
+    fresh = LogRegPeer(211, C=0.5, max_iter=500, seed=0)
+    tying.load(fresh, path)
+    with torch.no_grad():
+        assert torch.equal(fresh(data.test.x), ours)
+    with pytest.raises(ValueError, match="wide id 211 is unknown: the model knows wide ids 0 to 210"):
+        peer(data.test.x._replace(wide=torch.full_like(data.test.x.wide, 211)))
