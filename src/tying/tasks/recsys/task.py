@@ -121,9 +121,10 @@ class RecsysTask(Task):
 
     def model_config(self, data: MovieLens) -> WideDeepConfig:
         """The :class:`WideDeepConfig` of the recipe's ``[model]`` table and the data's sizes."""
-        d = self.data_settings
+        d, model = self.data_settings, self.config["model"]
+        assert isinstance(model, WideDeepModel), "a logreg peer has no WideDeepConfig"
         sizes = {"vocab_size": data.vocab_size, "num_users": data.num_users, "num_genres": data.num_genres}
-        return build_config(WideDeepConfig, self.config["model"], history=d.history, wide_buckets=d.wide_buckets, **sizes)
+        return build_config(WideDeepConfig, model, history=d.history, wide_buckets=d.wide_buckets, **sizes)
 
     def build_model(self, data: MovieLens) -> nn.Module:
         model = self.config["model"]
