@@ -3,6 +3,7 @@ training ratings, one bar per recipe (mean over its seeds, the bar's whisker the
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,8 @@ def bucket_means(records: Sequence[dict[str, Any]]) -> dict[str, tuple[list[floa
 
 
 def frequency_figure(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
-    """Grouped bars: buckets along x (with their test example counts), a bar per recipe."""
+    """Grouped bars: buckets along x (with their test example counts), a bar per recipe; the y axis
+    spans the bars' range (it does not start at 0.5)."""
     first = records[0]["extras"]
     means = bucket_means(records)
     fig.set_size_inches(8.0, 4.0)
@@ -39,6 +41,7 @@ def frequency_figure(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
     ax.set_xticks(range(len(first["buckets"])), [f"{b}\n(n={n:,})" for b, n in zip(first["buckets"], first["bucket_n"])])
     ax.set_xlabel("candidate item's training ratings (test examples)")
     ax.set_ylabel("test AUC")
-    ax.set_ylim(0.5, None)
-    ax.axhline(0.5, color="grey", lw=0.5)
+    values = [v for mean, _ in means.values() for v in mean if v == v]  # NaN (one class) left out
+    if values:  # zoomed in: the recipes differ by hundredths
+        ax.set_ylim(math.floor(min(values) * 50 - 1) / 50, math.ceil(max(values) * 50 + 1) / 50)
     ax.legend(fontsize=7)
