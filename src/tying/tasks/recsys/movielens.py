@@ -21,7 +21,6 @@ Unix timestamp), so nothing is downloaded. :func:`read_movielens` reads and chec
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
