@@ -572,3 +572,45 @@ def test_any_sequence_of_resizes_keeps_the_common_prefix_and_every_tie(old: int,
     assert all(a is b for a, b in zip(after, objects, strict=True))
     assert tying.get_spec(m).ties == spec
     assert tying.verify(m).ok
+
+
+# --------------------------------------------------------------------------- EmbeddingBag sites
+
+
+class BagModel(nn.Module):
+    """A candidate embedding and a history ``nn.EmbeddingBag`` (padding row 0) sharing one table,
+    as a recommender's shared item table, beside an untied table of another size."""
+
+    def __init__(self, items: int = 9, dim: int = 4) -> None:
+        super().__init__()
+        self.item = nn.Embedding(items, dim)
+        self.history = nn.EmbeddingBag(items, dim, mode="mean", padding_idx=0)
+        self.user = nn.Embedding(3, dim)
+        tying.tie(self, "item.weight", "history.weight")
+
+    def forward(self, item: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return (self.item(item) * self.history(history)).sum(-1)
+
+
+def test_an_embedding_bag_tied_to_an_embedding_is_resized_with_it() -> None:
+    model = BagModel()
+    _randomise(model)
+    item, history = torch.tensor([1, 8]), torch.tensor([[0, 2, 3], [0, 0, 8]])
+    before = model(item, history)
+    result = tying.resize_vocab(model, 12)
+    assert [(r.paths, r.old_shape, r.new_shape) for r in result.parameters] == [(("item.weight", "history.weight"), (9, 4), (12, 4))]
+    assert model.history.num_embeddings == model.item.num_embeddings == 12 and model.history.padding_idx == 0
+    assert model.history.weight is model.item.weight and model.user.num_embeddings == 3
+    assert torch.equal(model(item, history), before)
+    assert model(torch.tensor([11]), torch.tensor([[0, 11, 10]])).shape == (1,)  # the new items are read by both
+    tying.verify(model)
+    tying.resize_vocab(model, 2)  # shrinking keeps the padding row
+    assert model.history.num_embeddings == 2
+
+
+def test_an_embedding_bag_cannot_shrink_below_its_padding_row() -> None:
+    model = BagModel()
+    model.history.padding_idx = 5
+    with pytest.raises(ValueError, match="padding_idx"):
+        tying.resize_vocab(model, 4)
+    assert model.item.num_embeddings == 9

@@ -7,6 +7,7 @@ from tying.models.mavnet import MAVNet, MAVNetConfig
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
 from tying.models.unet import UNet, UNetConfig
+from tying.models.wide_deep import Ratings, WideDeep, WideDeepConfig
 
 __all__ = [
     "AutoEncoder",
@@ -25,4 +26,7 @@ __all__ = [
     "TranslationTransformer",
     "UNet",
     "UNetConfig",
+    "Ratings",
+    "WideDeep",
+    "WideDeepConfig",
 ]

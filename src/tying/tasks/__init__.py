@@ -5,7 +5,8 @@ everything specific to it: data readers, batching, losses, metrics, report figur
 * :mod:`tying.tasks.translation`: translation with a tied Transformer (``task = "translation"``);
 * :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``);
 * :mod:`tying.tasks.cdef`: convolutional deep exponential families on count time series (``task = "cdef"``);
-* :mod:`tying.tasks.segmentation`: a segmentation micro-network sharing its context block across dilations, and a U-Net (``task = "segmentation"``).
+* :mod:`tying.tasks.segmentation`: a segmentation micro-network sharing its context block across dilations, and a U-Net (``task = "segmentation"``);
+* :mod:`tying.tasks.recsys`: Wide & Deep on MovieLens ratings, item table shared or not (``task = "recsys"``).
 
 Tasks never import one another: what two tasks share lives in :mod:`tying.data`,
 :mod:`tying.models`, :mod:`tying.nn` or the engine (:mod:`tying.training`).
@@ -23,6 +24,7 @@ BUILTIN_TASKS = {
     "autoencoder": "tying.tasks.autoencoder:AutoEncoderTask",
     "cdef": "tying.tasks.cdef:CDEFTask",
     "lm": "tying.tasks.lm:LMTask",
+    "recsys": "tying.tasks.recsys:RecsysTask",
     "segmentation": "tying.tasks.segmentation:SegmentationTask",
     "translation": "tying.tasks.translation:TranslationTask",
 }

@@ -136,6 +136,7 @@ class SegmentationTask(Task):
         channels, classes = data.splits["train"][0].shape[1], len(data.classes)
         if isinstance(m, UNetModel):
             return UNet(build_config(UNetConfig, m, in_channels=channels, classes=classes))
+        assert isinstance(m, MAVNetModel)
         return MAVNet(build_config(MAVNetConfig, m, in_channels=channels, classes=classes))
 
     def train_batches(self, data: Segments, epoch: int) -> Sequence[tuple[torch.Tensor, torch.Tensor]]:
