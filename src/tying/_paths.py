@@ -55,6 +55,27 @@ def unwrap(model: nn.Module) -> nn.Module:
         return model
 
 
+def adapted_path(model: nn.Module, path: str) -> str:
+    """``path`` as ``model`` holds it now: where the parameter's module has been wrapped by an
+    adapter layer that keeps the original module as ``base_layer`` (peft's LoRA layers, whose
+    ``weight`` merely forwards to ``base_layer.weight``), the path through the base layers
+    (``lm_head.weight`` -> ``lm_head.base_layer.weight``). Any other path is returned unchanged."""
+    owner_path, _, name = path.rpartition(".")
+    try:
+        owner = model.get_submodule(owner_path) if owner_path else model
+    except AttributeError:
+        return path
+    hops = ""
+    while name not in owner._parameters and not parametrize.is_parametrized(owner, name):
+        base = owner._modules.get("base_layer")
+        if base is None:
+            return path
+        owner, hops = base, hops + ".base_layer"
+    if not hops:
+        return path
+    return f"{owner_path}{hops}.{name}" if owner_path else f"{hops[1:]}.{name}"
+
+
 def logical_path(key: str, model: nn.Module) -> str:
     """The path a user writes for a ``named_parameters``/``state_dict`` key: a single-tensor
     parametrization's ``m.parametrizations.weight.original`` reads as ``m.weight``."""

@@ -41,7 +41,7 @@ def declare(model: nn.Module, ties: Iterable[Tie], *, apply: bool = True) -> Non
 
 
 def _ensure_hooks(model: nn.Module) -> None:
-    if not getattr(model, "_tying_hooks", False):
+    if not model.__dict__.get("_tying_hooks", False):  # never a wrapped model's (forwarded attributes)
         model.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
         model.register_load_state_dict_post_hook(_load_state_dict_post_hook)
         object.__setattr__(model, "_tying_hooks", True)
