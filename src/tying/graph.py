@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tying._paths import ParamRef, parametrization_list, resolve
-from tying.checks import check_compatible
+from tying.checks import check_compatible, kinds_differ, tensor_kind
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec, get_spec
 from tying.transforms import SOURCE_PARAMETRIZATIONS, TieTransform, held_transform, source_parametrization
@@ -143,7 +143,13 @@ def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
     if t.transform is None:
         if ref.param is src.param:
             return None
-        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
+        differ = kinds_differ(ref.param, src.param)
+        if differ is not None:
+            return (
+                f"distinct Parameter objects: {t.target!r} holds {tensor_kind(ref.param)}, {t.source!r} {tensor_kind(src.param)} "
+                "(quantized one by one, e.g. by torchao's quantize_); quantize the group once with tying.quant.quantize_"
+            )
+        comparable = "meta" not in (ref.param.device.type, src.param.device.type) and tensor_kind(ref.param) == "a plain tensor"
         if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
             return "distinct Parameter objects (equal values now, but they will drift apart in training)"
         return "distinct Parameter objects with different values"

@@ -67,6 +67,12 @@ def plan_load(model: nn.Module, path: Path, *, strict: bool) -> LoadPlan:
             f"or use torch.distributed.checkpoint.state_dict.set_model_state_dict (sharded: {', '.join(sharded[:3])})"
         )
     info = read_checkpoint(path)
+    if info.wrapped:
+        kinds = sorted({str(e["class"]).rpartition(".")[2] for e in info.wrapped.values()})
+        raise CheckpointError(
+            f"cannot load {str(path)!r} with tying.load: it holds quantized tensors ({', '.join(kinds)}: "
+            f"{', '.join(list(info.wrapped)[:3])}); load it with tying.quant.load(model, path)"
+        )
     model_spec = get_spec(model)
     plan = LoadPlan(path, info, strict, TieSpec(list(model_spec.ties), dict(model_spec.parametrizations)))
     _compare_parametrizations(plan, model_spec)
