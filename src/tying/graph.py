@@ -140,6 +140,9 @@ def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
         ref = resolve(model, t.target)
     except TieError as exc:
         return str(exc)
+    foreign = _foreign_parametrization(model, spec, t, src, ref)
+    if foreign is not None:
+        return foreign
     if t.transform is None:
         if ref.param is src.param:
             return None
@@ -161,6 +164,25 @@ def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
     if ref.param is not src.param:
         return f"{t.target!r} reads the {t.transform} of a different Parameter"
     return None
+
+
+def _foreign_parametrization(model: nn.Module, spec: TieSpec, t: Tie, src: ParamRef, ref: ParamRef) -> str | None:
+    """Why a parametrization tying did not install on a member breaks the tie ``t``: the member
+    computes its weight from the shared tensor (whose values its ``right_inverse`` rewrote for
+    every member when it was registered), so the two paths no longer read the same weight."""
+    for which, r in (("target", ref), ("source", src)):
+        if r.parametrized and (which == "source" or t.transform is None):
+            names = "+".join(type(p).__name__ for p in _parametrizations_of(r))
+            return (
+                f"the {which} {r.path!r} is computed by a parametrization tying did not install ({names}) from the shared tensor, "
+                "so the members no longer read one weight (its right_inverse, if any, rewrote the shared values for all of them); "
+                f"remove it (torch.nn.utils.parametrize.remove_parametrizations) or tying.untie(model, {t.target!r}) first"
+            )
+    return None
+
+
+def _parametrizations_of(ref: ParamRef) -> list[nn.Module]:
+    return list(parametrization_list(ref.owner, ref.name))
 
 
 @contextmanager
