@@ -102,7 +102,7 @@ def test_load_reads_a_save_pretrained_folder(tmp_path, shard) -> None:
 
 
 def test_a_folder_that_is_not_save_pretrained_is_named(tmp_path) -> None:
-    with pytest.raises(tying.CheckpointError, match="is a folder without model.safetensors or model.safetensors.index.json"):
+    with pytest.raises(tying.CheckpointError, match=r"is not a regular file, nor a save_pretrained folder \(it holds no model.safetensors or model.safetensors.index.json\)"):
         tying.load(TiedLM(), tmp_path)
 
 

@@ -40,7 +40,7 @@ def as_one_file(path: Path) -> Iterator[Path]:
         yield path / SINGLE
         return
     if not (path / INDEX).is_file():
-        raise CheckpointError(f"{str(path)!r} is a folder without {SINGLE} or {INDEX} (not a save_pretrained folder)")
+        raise CheckpointError(f"{str(path)!r} is not a regular file, nor a save_pretrained folder (it holds no {SINGLE} or {INDEX})")
     tensors = {}
     for shard in sorted(set(_weight_map(path).values())):
         if not (path / shard).is_file():
