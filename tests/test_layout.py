@@ -36,6 +36,7 @@ SIZED = [
     "core.py",
     "discovery.py",
     "errors.py",
+    "export.py",
     "graph.py",
     "hf.py",
     "hf_trainer.py",
@@ -56,13 +57,13 @@ SIZED = [
 #: The core: the library every application builds on.
 #: The integrations with other libraries (each imports its library, lazily or not) are not core;
 #: their public API is their own ``__all__`` (``tying.hf.declare_ties``, ``tying.quant.quantize_``).
-INTEGRATIONS = ("hf.py", "hf_trainer.py", "quant.py")
+INTEGRATIONS = ("hf.py", "hf_trainer.py", "quant.py", "export.py")
 CORE = [*(m for m in SIZED if m not in INTEGRATIONS), "_io.py", "distributed.py", "functional.py", "machine.py", "nn.py"]
 #: Public names of core modules that ``tying/__init__`` does not re-export: the writer behind
 #: ``tying.distributed.save``, types of public fields and arguments, the layer-sharing strategies.
 PUBLIC_ELSEWHERE = {"save_state_dict", "TensorInfo", "RowInit", "STRATEGIES", "Strategy", "is_norm"}
 #: What the core never imports: its integrations and the applications built on it.
-ABOVE_CORE = ("tying.hf", "tying.hf_trainer", "tying.quant", "tying.cli", "tying.training", "tying.tasks", "tying.recipes")
+ABOVE_CORE = ("tying.hf", "tying.hf_trainer", "tying.quant", "tying.export", "tying.cli", "tying.training", "tying.tasks", "tying.recipes")
 
 
 def _tree(module: str) -> ast.Module:
