@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tying._paths import ParamRef, parametrization_list, resolve
+from tying.adapters import adapters_break
 from tying.checks import check_compatible, kinds_differ, tensor_kind
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec, get_spec
@@ -140,7 +141,7 @@ def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
         ref = resolve(model, t.target)
     except TieError as exc:
         return str(exc)
-    foreign = _foreign_parametrization(model, spec, t, src, ref)
+    foreign = _foreign_parametrization(model, spec, t, src, ref) or adapters_break(model, t)
     if foreign is not None:
         return foreign
     if t.transform is None:
