@@ -34,7 +34,9 @@ def lstm(seed: int = 0) -> torch.nn.Module:
     return LSTMLanguageModel(LSTMConfig(vocab_size=40, embedding_size=8, hidden_size=8, num_layers=1, tie=True, projection=True))
 
 
-# (builder, LoRA target modules, the tie as the wrapped model holds it)
+# (builder, LoRA target modules, the tie as the wrapped model holds it). On the tied sites
+# themselves peft's ensure_weight_tying shares one update between them (independent updates
+# break the tie: tests/test_peft.py).
 CASES = {
     "gpt2-attention": (gpt2, ["c_attn"], ("transformer.wte.weight", "lm_head.weight")),
     "gpt2-tied-sites": (gpt2, ["wte", "lm_head"], ("transformer.wte.base_layer.weight", "lm_head.base_layer.weight")),
@@ -44,7 +46,8 @@ CASES = {
 
 def wrapped(case: str, seed: int = 0) -> torch.nn.Module:
     build, targets, _ = CASES[case]
-    return peft.get_peft_model(build(seed), peft.LoraConfig(r=2, target_modules=targets, init_lora_weights=False))
+    shared = {"ensure_weight_tying": True} if "wte" in targets else {}
+    return peft.get_peft_model(build(seed), peft.LoraConfig(r=2, target_modules=targets, init_lora_weights=False, **shared))
 
 
 @pytest.mark.parametrize("case", CASES)
