@@ -10,7 +10,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-EXTRAS = ("typer", "rich", "pydantic", "matplotlib", "transformers")
+EXTRAS = ("typer", "rich", "pydantic", "matplotlib", "transformers", "peft", "torchao", "onnx", "onnxruntime")
 
 present = [name for name in EXTRAS if importlib.util.find_spec(name) is not None]
 assert not present, f"not a core-only install: {', '.join(present)} importable from {sys.prefix}"

@@ -32,6 +32,7 @@ from tying.optim import count_parameters, param_groups, unique_parameters
 from tying.resize import ResizedParameter, VocabResize, resize_vocab
 from tying.sharing import LayerSharing, layer_assignment, layer_sharing, share_layers
 from tying.spec import Tie, TieSpec, get_spec
+from tying.stateless import functional_call
 from tying.verification import BrokenTie, TieReport, verify
 from tying.transforms import Reflect, Transpose
 
@@ -70,6 +71,7 @@ __all__ = [
     "count_parameters",
     "empty_parameters",
     "find_ties",
+    "functional_call",
     "get_spec",
     "layer_assignment",
     "layer_sharing",

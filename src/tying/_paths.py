@@ -55,10 +55,45 @@ def unwrap(model: nn.Module) -> nn.Module:
         return model
 
 
+def adapted_path(model: nn.Module, path: str) -> str:
+    """``path`` as ``model`` holds it now: where the parameter's module has been wrapped by an
+    adapter layer that keeps the original module as ``base_layer`` (peft's LoRA layers, whose
+    ``weight`` merely forwards to ``base_layer.weight``), the path through the base layers
+    (``lm_head.weight`` -> ``lm_head.base_layer.weight``). Any other path is returned unchanged."""
+    owner_path, _, name = path.rpartition(".")
+    try:
+        owner = model.get_submodule(owner_path) if owner_path else model
+    except AttributeError:
+        return path
+    hops = ""
+    while name not in owner._parameters and not parametrize.is_parametrized(owner, name):
+        base = owner._modules.get("base_layer")
+        if base is None:
+            return path
+        owner, hops = base, hops + ".base_layer"
+    if not hops:
+        return path
+    return f"{owner_path}{hops}.{name}" if owner_path else f"{hops[1:]}.{name}"
+
+
+def parametrized_match(key: str, model: nn.Module) -> re.Match[str] | None:
+    """The :data:`PARAMETRIZED_KEY` match of ``key`` when ``model`` really holds a parametrization
+    there; ``None`` for a key that merely reads like one (a ``torch.export``-ed module keeps the
+    name ``dec.parametrizations.weight.original`` for a plain parameter of plain modules)."""
+    match = PARAMETRIZED_KEY.match(key)
+    if match is None:
+        return None
+    try:
+        owner = model.get_submodule(match.group("owner") or "")
+    except AttributeError:
+        return None
+    return match if parametrize.is_parametrized(owner, match.group("name")) else None
+
+
 def logical_path(key: str, model: nn.Module) -> str:
     """The path a user writes for a ``named_parameters``/``state_dict`` key: a single-tensor
     parametrization's ``m.parametrizations.weight.original`` reads as ``m.weight``."""
-    match = PARAMETRIZED_KEY.match(key)
+    match = parametrized_match(key, model)
     if match is None or match.group("index"):
         return key
     owner = match.group("owner")
@@ -122,12 +157,25 @@ def slot_aliases(model: nn.Module, path: str) -> list[str]:
     return []
 
 
+def _inside_parametrization(model: nn.Module, path: str) -> bool:
+    """Whether ``path`` names a tensor inside a real parametrization (not a plain parameter of an
+    exported module that kept the name)."""
+    if parametrized_match(path, model) is not None:
+        return True
+    owner_path = path.rpartition(".")[0]
+    try:
+        owner = model.get_submodule(owner_path) if owner_path else model
+    except AttributeError:
+        return True
+    return isinstance(owner, parametrize.ParametrizationList) or not isinstance(owner._parameters.get(path.rpartition(".")[2]), nn.Parameter)
+
+
 def resolve(model: nn.Module, path: str) -> ParamRef:
     """Resolve ``path`` (dotted, as in ``named_parameters``; ModuleList indices included) to the
     parameter it names, or raise :class:`TieError` saying what is there instead."""
     if not isinstance(path, str) or not path:
         raise TieError(f"parameter path must be a non-empty string, got {path!r}")
-    if ".parametrizations." in f".{path}":
+    if ".parametrizations." in f".{path}" and _inside_parametrization(model, path):
         raise TieError(
             f"{path!r} is inside a parametrization; name the parametrized tensor "
             f"{logical_path(path, model)!r} instead (tying manages the parametrization it installs), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tying._paths import ParamRef, parametrization_list, resolve
 from tying._text import plural
@@ -15,6 +16,22 @@ from tying.transforms import TRANSFORMS, Params, TieTransform, build
 
 def _shape(t: torch.Tensor) -> list[int]:
     return list(t.shape)
+
+
+def tensor_kind(t: torch.Tensor) -> str:
+    """``"a plain tensor"`` (or Parameter), else ``"an <class>"`` for a tensor subclass that wraps
+    other tensors (torchao's quantized ``Int8Tensor``, ``DTensor``)."""
+    if not is_traceable_wrapper_subclass(t):
+        return "a plain tensor"
+    name = type(t).__name__
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
+
+
+def kinds_differ(s: torch.Tensor, t: torch.Tensor) -> str | None:
+    """Why ``s`` and ``t`` cannot be one tensor because one is a wrapper subclass (a quantized
+    tensor) and the other is not, or another one; ``None`` when they are of one kind."""
+    ks, kt = tensor_kind(s), tensor_kind(t)
+    return None if ks == kt else f"one holds {kt}, the other {ks}"
 
 
 def _transform_hint(s: torch.Tensor, t: torch.Tensor) -> str:
@@ -29,6 +46,15 @@ def check_compatible(src: ParamRef, tgt: ParamRef, transform: TieTransform | Non
     """Raise :class:`TieError` unless ``tgt`` can read ``src`` (through ``transform``): shapes as
     the transform reads them, dtypes and devices."""
     s, t = src.param, tgt.param
+    differ = kinds_differ(s, t)
+    if differ is not None:
+        # Holding the source's object would change what the target computes (e.g. an int8 head
+        # silently dequantized by re-tying it to its fp32 embedding).
+        raise TieError(
+            f"cannot tie {tgt.path!r} ({tensor_kind(t)}) to {src.path!r} ({tensor_kind(s)}): one object "
+            "for both would silently change what the other computes; quantize the group once with "
+            f"tying.quant.quantize_(model), or tying.untie(model, {tgt.path!r}) to keep them apart"
+        )
     if transform is not None:
         cls = type(transform)
         if s.dim() < cls.min_dims:

@@ -41,7 +41,7 @@ def declare(model: nn.Module, ties: Iterable[Tie], *, apply: bool = True) -> Non
 
 
 def _ensure_hooks(model: nn.Module) -> None:
-    if not getattr(model, "_tying_hooks", False):
+    if not model.__dict__.get("_tying_hooks", False):  # never a wrapped model's (forwarded attributes)
         model.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
         model.register_load_state_dict_post_hook(_load_state_dict_post_hook)
         object.__setattr__(model, "_tying_hooks", True)
@@ -228,25 +228,32 @@ def weight_norm(model: nn.Module, path: str, *, dim: int = 0) -> None:
         TieError: ``path`` is in no tie group; the group's ties are broken; the source is already
             parametrized; or the group is normalized already with another ``dim``.
     """
+    parametrize_group(
+        model, path, {"kind": "weight_norm", "dim": dim}, "weight-normalize",
+        "tying.weight_norm normalizes a tie group once for all its members (for an untied weight use "
+        "torch.nn.utils.parametrizations.weight_norm)",
+    )
+
+
+def parametrize_group(model: nn.Module, path: str, want: dict[str, object], verb: str, untied_hint: str) -> None:
+    """Put the source parametrization ``want`` (a kind of :data:`tying.transforms.SOURCE_PARAMETRIZATIONS`
+    and its options) on the tie group of ``path``, recorded in the spec, every member reading it."""
     model = unwrap(model)
     spec = get_spec(model)
     declared = spec.source_of(path)
     source = path if declared is None else declared.source
     if not spec.targets_of(source):
-        raise TieError(
-            f"{path!r} is not tied; tying.weight_norm normalizes a tie group once for all its members "
-            "(for an untied weight use torch.nn.utils.parametrizations.weight_norm)"
-        )
-    want = {"kind": "weight_norm", "dim": dim}
+        raise TieError(f"{path!r} is not tied; {untied_hint}")
     if source in spec.parametrizations:
         if spec.parametrizations[source] == want:
             return
-        raise TieError(f"{source!r} is normalized already as {spec.parametrizations[source]}; not again as {want}")
+        done = "normalized" if spec.parametrizations[source]["kind"] == "weight_norm" else "parametrized"
+        raise TieError(f"{source!r} is {done} already as {spec.parametrizations[source]}; not again as {want}")
     broken = [f"{t.describe()}: {why}" for t in spec.targets_of(source) if (why := tie_broken(model, spec, t))]
     if broken:
-        raise TieError(f"cannot weight-normalize {source!r}: its ties are broken ({'; '.join(broken)}); call tying.retie(model) first")
+        raise TieError(f"cannot {verb} {source!r}: its ties are broken ({'; '.join(broken)}); call tying.retie(model) first")
     if plist_at(model, source) is not None:
-        raise TieError(f"cannot weight-normalize {source!r}: it is parametrized already; remove that parametrization first")
+        raise TieError(f"cannot {verb} {source!r}: it is parametrized already; remove that parametrization first")
     own_spec(model).parametrizations[source] = want
     retie(model)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
-from tying._paths import PARAMETRIZED_KEY, logical_path, parametrization_list, unwrap
+from tying._paths import logical_path, parametrization_list, parametrized_match, unwrap
 from tying._unionfind import UnionFind
 from tying.transforms import held_transform
 
@@ -50,7 +50,7 @@ class TieGroup:
 
 
 def _via(key: str, model: nn.Module) -> str:
-    match = PARAMETRIZED_KEY.match(key)
+    match = parametrized_match(key, model)
     if match is None:
         return "parameter"
     owner = model.get_submodule(match.group("owner") or "")
@@ -147,7 +147,7 @@ def find_ties(model: nn.Module) -> list[TieGroup]:
 
 
 def _shape_as_read(key: str, p: torch.Tensor, model: nn.Module) -> torch.Size:
-    match = PARAMETRIZED_KEY.match(key)
+    match = parametrized_match(key, model)
     if match is None or match.group("index"):
         return p.shape
     owner = model.get_submodule(match.group("owner") or "")

@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tying._paths import ParamRef, parametrization_list, resolve
-from tying.checks import check_compatible
+from tying.adapters import adapters_break
+from tying.checks import check_compatible, kinds_differ, tensor_kind
 from tying.errors import TieError
 from tying.spec import Tie, TieSpec, get_spec
 from tying.transforms import SOURCE_PARAMETRIZATIONS, TieTransform, held_transform, source_parametrization
@@ -140,10 +141,19 @@ def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
         ref = resolve(model, t.target)
     except TieError as exc:
         return str(exc)
+    foreign = _foreign_parametrization(model, spec, t, src, ref) or adapters_break(model, t)
+    if foreign is not None:
+        return foreign
     if t.transform is None:
         if ref.param is src.param:
             return None
-        comparable = "meta" not in (ref.param.device.type, src.param.device.type)
+        differ = kinds_differ(ref.param, src.param)
+        if differ is not None:
+            return (
+                f"distinct Parameter objects: {t.target!r} holds {tensor_kind(ref.param)}, {t.source!r} {tensor_kind(src.param)} "
+                "(quantized one by one, e.g. by torchao's quantize_); quantize the group once with tying.quant.quantize_"
+            )
+        comparable = "meta" not in (ref.param.device.type, src.param.device.type) and tensor_kind(ref.param) == "a plain tensor"
         if comparable and ref.param.shape == src.param.shape and torch.equal(ref.param.detach().cpu(), src.param.detach().cpu()):
             return "distinct Parameter objects (equal values now, but they will drift apart in training)"
         return "distinct Parameter objects with different values"
@@ -155,6 +165,25 @@ def tie_broken(model: nn.Module, spec: TieSpec, t: Tie) -> str | None:
     if ref.param is not src.param:
         return f"{t.target!r} reads the {t.transform} of a different Parameter"
     return None
+
+
+def _foreign_parametrization(model: nn.Module, spec: TieSpec, t: Tie, src: ParamRef, ref: ParamRef) -> str | None:
+    """Why a parametrization tying did not install on a member breaks the tie ``t``: the member
+    computes its weight from the shared tensor (whose values its ``right_inverse`` rewrote for
+    every member when it was registered), so the two paths no longer read the same weight."""
+    for which, r in (("target", ref), ("source", src)):
+        if r.parametrized and (which == "source" or t.transform is None):
+            names = "+".join(type(p).__name__ for p in _parametrizations_of(r))
+            return (
+                f"the {which} {r.path!r} is computed by a parametrization tying did not install ({names}) from the shared tensor, "
+                "so the members no longer read one weight (its right_inverse, if any, rewrote the shared values for all of them); "
+                f"remove it (torch.nn.utils.parametrize.remove_parametrizations) or tying.untie(model, {t.target!r}) first"
+            )
+    return None
+
+
+def _parametrizations_of(ref: ParamRef) -> list[nn.Module]:
+    return list(parametrization_list(ref.owner, ref.name))
 
 
 @contextmanager

@@ -41,7 +41,7 @@ from tying.checkpoint import CheckpointInfo, read_checkpoint
 from tying.checks import check_tie
 from tying.core import declare
 from tying.errors import CheckpointError
-from tying.integrations import register_initialiser
+from tying.integrations import register_initialiser, register_tie_reader
 from tying.spec import Tie, get_spec
 
 __all__ = ["declared_ties", "declare_ties", "read_pretrained", "PretrainedInfo", "DeclaredTie"]
@@ -324,3 +324,13 @@ def _own_initialiser(model: nn.Module) -> Callable[[], None] | None:
 
 
 register_initialiser(_own_initialiser)
+
+
+def _class_ties(model: nn.Module) -> dict[str, str]:
+    """What a transformers model's class and config tie (``{}`` for any other module)."""
+    if not hasattr(model, "config") or not hasattr(model, "_tied_weights_keys"):
+        return {}
+    return declared_ties(model)
+
+
+register_tie_reader(_class_ties, "tying.hf.declare_ties(model)")

@@ -23,6 +23,28 @@ PROVIDERS: dict[str, str] = {"transformers": "tying.hf"}
 
 _INITIALISERS: list[Initialiser] = []
 
+#: ``reader(model)``: the ties a library declares for ``model`` as ``{target: source}`` (empty when
+#: it knows none), whether or not they are declared to tying yet; with the call that declares them.
+TieReader = Callable[[nn.Module], dict[str, str]]
+
+_TIE_READERS: list[tuple[TieReader, str]] = []
+
+
+def register_tie_reader(reader: TieReader, call: str) -> None:
+    """Let :func:`library_ties` ask ``reader``; ``call`` is what the user runs to declare them."""
+    if all(r is not reader for r, _ in _TIE_READERS):
+        _TIE_READERS.append((reader, call))
+
+
+def library_ties(model: nn.Module) -> tuple[dict[str, str], str]:
+    """``({target: source}, call)`` of the first integration that knows ties of ``model``, else ``({}, "")``."""
+    _load_providers()
+    for reader, call in _TIE_READERS:
+        found = reader(model)
+        if found:
+            return found, call
+    return {}, ""
+
 
 def register_initialiser(initialiser: Initialiser) -> None:
     """Let :func:`own_initialiser` ask ``initialiser`` (once, however often it is registered)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from tying._paths import parametrized_key, unwrap
+from tying._paths import adapted_path, parametrized_key, unwrap
 from tying.transforms import SOURCE_PARAMETRIZATIONS, TRANSFORMS, Params, TieTransform, build, freeze, thaw, transform_class
 
 __all__ = ["Tie", "TieSpec", "get_spec"]
@@ -193,7 +193,9 @@ def _declared(model: nn.Module) -> list[tuple[str, nn.Module, TieSpec]]:
     """``(path prefix, module, its own spec)`` for ``model`` and every submodule carrying a spec."""
     out = []
     for path, module in model.named_modules():
-        spec = getattr(module, _SPEC_ATTR, None)
+        # The module's own attribute: wrappers that forward unknown attributes to what they wrap
+        # (peft's PeftModel -> LoraModel -> the model) would otherwise answer for it at each level.
+        spec = module.__dict__.get(_SPEC_ATTR)
         if isinstance(spec, TieSpec) and spec.ties:
             out.append((f"{path}." if path else "", module, spec))
     return out
@@ -207,16 +209,22 @@ def get_spec(model: nn.Module) -> TieSpec:
     remove ties with :func:`tying.tie` / :func:`tying.untie`."""
     declared = _declared(unwrap(model))
     return TieSpec(
-        [t.moved(prefix + t.source, prefix + t.target) for prefix, _, spec in declared for t in spec.ties],
+        [_as_held(prefix, module, t) for prefix, module, spec in declared for t in spec.ties],
         {prefix + source: dict(p) for prefix, _, spec in declared for source, p in spec.parametrizations.items()},
     )
 
 
+def _as_held(prefix: str, module: nn.Module, t: Tie) -> Tie:
+    """``t`` declared on ``module`` (at ``prefix``) under the paths the model holds it now: an
+    adapter layer wrapped around a member (peft's LoRA) moves its weight to ``<path>.base_layer``."""
+    return t.moved(prefix + adapted_path(module, t.source), prefix + adapted_path(module, t.target))
+
+
 def remove_tie(model: nn.Module, tie: Tie) -> None:
     """Remove the declaration ``tie`` (as :func:`get_spec` lists it) from the module that holds it."""
-    for prefix, _, spec in _declared(model):
+    for prefix, module, spec in _declared(model):
         for own in spec.ties:
-            if own.moved(prefix + own.source, prefix + own.target) == tie:
+            if _as_held(prefix, module, own) == tie:
                 spec.ties.remove(own)
                 if not spec.targets_of(own.source):
                     spec.parametrizations.pop(own.source, None)
@@ -226,7 +234,7 @@ def remove_tie(model: nn.Module, tie: Tie) -> None:
 
 def own_spec(model: nn.Module) -> TieSpec:
     """The spec attached to ``model`` itself (attached now if absent), where its declarations go."""
-    spec = getattr(model, _SPEC_ATTR, None)
+    spec = model.__dict__.get(_SPEC_ATTR)
     if not isinstance(spec, TieSpec):
         spec = TieSpec()
         object.__setattr__(model, _SPEC_ATTR, spec)

@@ -323,11 +323,43 @@ def _weight_norm(module: nn.Module, name: str, options: dict[str, Any]) -> None:
     weight_norm(module, name, dim=options["dim"])
 
 
+class LowRankUpdate(nn.Module):
+    r"""LoRA as a parametrization (Hu et al. 2021, arXiv 2106.09685): :math:`W + \frac{\alpha}{r} B A`
+    with :math:`B \in \mathbb{R}^{m\times r}` (zeros) and :math:`A \in \mathbb{R}^{r\times n}`
+    (Kaiming-uniform, as peft), so it starts as :math:`W`. Put on a tie group's source by
+    :func:`tying.peft.add_lora`, every member reads one :math:`W + \frac{\alpha}{r} BA`."""
+
+    def __init__(self, shape: Sequence[int], rank: int, alpha: float, *, dtype: torch.dtype | None = None, device: Any = None) -> None:
+        super().__init__()
+        rows, cols = shape
+        self.rank, self.alpha = rank, alpha
+        self.lora_A = nn.Parameter(torch.empty(rank, cols, dtype=dtype, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(rows, rank, dtype=dtype, device=device))
+        nn.init.kaiming_uniform_(self.lora_A, a=5**0.5)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + (self.alpha / self.rank) * (self.lora_B @ self.lora_A)
+
+
+def _low_rank(module: nn.Module, name: str, options: dict[str, Any]) -> None:
+    weight = getattr(module, name)
+    update = LowRankUpdate(weight.shape, int(options["rank"]), float(options["alpha"]), dtype=weight.dtype, device=weight.device)
+    parametrize.register_parametrization(module, name, update)
+
+
 #: Kind -> how to apply and recognise it. Weight normalization (Salimans & Kingma 2016):
-#: :math:`W = g\,v / \lVert v \rVert` along every dimension but ``dim``.
+#: :math:`W = g\,v / \lVert v \rVert` along every dimension but ``dim``. LoRA
+#: (:class:`LowRankUpdate`): the base ``original`` and the update's ``lora_A`` / ``lora_B``, which
+#: every member reads from one module.
 SOURCE_PARAMETRIZATIONS: dict[str, SourceParametrization] = {
     "weight_norm": SourceParametrization(
         "weight_norm", ("original0", "original1"), _weight_norm, lambda p: {"dim": p.dim} if isinstance(p, _WeightNorm) else None
+    ),
+    "lora": SourceParametrization(
+        "lora",
+        ("original", "0.lora_A", "0.lora_B"),
+        _low_rank,
+        lambda p: {"rank": p.rank, "alpha": p.alpha} if isinstance(p, LowRankUpdate) else None,
     ),
 }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from tying._paths import unwrap
+from tying.adapters import adapter_sharing
 from tying.discovery import find_ties
 from tying.errors import TieVerificationError
 from tying.graph import tie_broken
@@ -54,7 +55,9 @@ def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
     Returns a :class:`TieReport` listing each declared tie that is broken (a target that no longer
     holds its source's Parameter, e.g. after ``to_empty`` or ``load_state_dict(assign=True)``) and
     each group of paths observed to share data (:func:`tying.find_ties`) that no declaration
-    explains. With ``raise_error=True`` (default) a non-empty report raises
+    explains (one update shared by the adapter layers of one tie group's members, as peft's
+    ``ensure_weight_tying`` does, is explained by the tie). Adapter layers on a tie's members that
+    give them different updates break the tie (:mod:`tying.peft`). With ``raise_error=True`` (default) a non-empty report raises
     :class:`TieVerificationError` with that listing.
     """
     model = unwrap(model)
@@ -70,7 +73,7 @@ def verify(model: nn.Module, *, raise_error: bool = True) -> TieReport:
     root.update((t.target, t.source) for t in spec.ties)
     for group in find_ties(model):
         paths = [m.path for m in group.members]
-        if len({root.get(p, p) for p in paths}) > 1:
+        if len({root.get(p, p) for p in paths}) > 1 and not adapter_sharing(model, spec.ties, paths):
             report.undeclared.append(paths)
     if raise_error and not report.ok:
         raise TieVerificationError(f"{type(model).__name__}: tie verification failed\n{report}")

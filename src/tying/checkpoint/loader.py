@@ -13,6 +13,7 @@ from safetensors import safe_open
 from torch import nn
 
 from tying._paths import unwrap
+from tying.checkpoint.folder import as_one_file
 from tying.checkpoint.plan import LoadPlan, plan_load
 from tying.core import declare, retie
 from tying.errors import CheckpointError
@@ -37,7 +38,8 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     """Fill ``model`` from a safetensors file and re-establish the ties the file records that the
     model lacks. All or nothing: every check runs before the first value is written.
 
-    Reads files from :func:`save`, ``safetensors.torch.save_model`` (``{dropped: kept}`` metadata)
+    ``path`` is a file or a transformers ``save_pretrained`` folder (its ``model.safetensors``, or
+    the shards its ``model.safetensors.index.json`` lists). Reads files from :func:`save`, ``safetensors.torch.save_model`` (``{dropped: kept}`` metadata)
     and plain state-dict files. A file that stores two entries as one tensor gives one tensor back:
     its declared ties (:func:`save`'s spec) and its aliases — from :func:`save`, whose aliases also
     cover sharing nobody declared (nanoGPT's ``wte.weight = lm_head.weight``), and from
@@ -57,12 +59,12 @@ def load(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True)
     model is refused.
     """
     model = unwrap(model)
-    path = Path(path)
-    plan = plan_load(model, path, strict=strict)
-    if plan.problems:
-        head = f"cannot load {str(path)!r} into {type(model).__name__}; nothing was changed:"
-        raise CheckpointError("\n  - ".join([head, *plan.problems]))
-    return _apply(model, plan)
+    with as_one_file(Path(path)) as file:
+        plan = plan_load(model, file, strict=strict)
+        if plan.problems:
+            head = f"cannot load {str(path)!r} into {type(model).__name__}; nothing was changed:"
+            raise CheckpointError("\n  - ".join([head, *plan.problems]))
+        return _apply(model, plan)
 
 
 def _apply(model: nn.Module, plan: LoadPlan) -> LoadResult:

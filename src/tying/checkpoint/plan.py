@@ -14,6 +14,7 @@ from tying._paths import logical_path
 from tying._unionfind import UnionFind
 from tying.checkpoint.reader import TORCH_DTYPES, CheckpointInfo, TensorInfo, read_checkpoint, st_dtype
 from tying.checkpoint.writer import sharded_keys
+from tying.integrations import library_ties
 from tying.checks import check_tie
 from tying.errors import CheckpointError, TieError
 from tying.spec import Tie, TieSpec, get_spec, state_key_pairs
@@ -67,12 +68,18 @@ def plan_load(model: nn.Module, path: Path, *, strict: bool) -> LoadPlan:
             f"or use torch.distributed.checkpoint.state_dict.set_model_state_dict (sharded: {', '.join(sharded[:3])})"
         )
     info = read_checkpoint(path)
+    if info.wrapped:
+        kinds = sorted({str(e["class"]).rpartition(".")[2] for e in info.wrapped.values()})
+        raise CheckpointError(
+            f"cannot load {str(path)!r} with tying.load: it holds quantized tensors ({', '.join(kinds)}: "
+            f"{', '.join(list(info.wrapped)[:3])}); load it with tying.quant.load(model, path)"
+        )
     model_spec = get_spec(model)
     plan = LoadPlan(path, info, strict, TieSpec(list(model_spec.ties), dict(model_spec.parametrizations)))
     _compare_parametrizations(plan, model_spec)
     _plan_file_ties(plan, model, model_spec)
     _plan_alias_ties(plan, model, state)
-    _plan_copies(plan, state)
+    _plan_copies(plan, model, state)
     _check_stored_copies(plan, state)
     plan.unexpected = sorted(set(plan.stored) - plan.used)
     if plan.unexpected:
@@ -148,7 +155,7 @@ def _plan_alias_ties(plan: LoadPlan, model: nn.Module, state: dict[str, torch.Te
             groups.union([dropped, kept])
 
 
-def _plan_copies(plan: LoadPlan, state: dict[str, torch.Tensor]) -> None:
+def _plan_copies(plan: LoadPlan, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """3. Every model entry that is not a tie target needs a stored tensor of the same shape/dtype."""
     work, stored = plan.work, plan.stored
     plan.derived = {t.target for t in work.ties} | {k for t in work.ties for _, k in state_key_pairs(work, t)}
@@ -157,12 +164,13 @@ def _plan_copies(plan: LoadPlan, state: dict[str, torch.Tensor]) -> None:
         plan.problems.append(f"the model holds meta tensors ({', '.join(meta_keys[:3])}); call tying.materialize(model, device) first")
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
     first_of: dict[int, str] = {}  # one key per tensor object: undeclared sharing is filled once
+    missing: list[str] = []
     for key, value in state.items():
         if key in plan.derived:
             continue
         name = plan.stored_name(key)
         if name is None:
-            plan.tolerate(f"missing key {key!r}")
+            missing.append(key)
             continue
         plan.used.add(name)
         ti = stored[name]
@@ -177,9 +185,22 @@ def _plan_copies(plan: LoadPlan, state: dict[str, torch.Tensor]) -> None:
             plan.tolerate(f"{key!r}: the file holds {ti.dtype} (as {name!r}), the model {value.dtype}")
         if first_of.setdefault(id(value), key) == key:
             plan.copies[key] = name
+    _report_missing(plan, model, missing)
     hint = _resize_hint(mismatched)
     if hint:
         plan.problems.append(hint)
+
+
+def _report_missing(plan: LoadPlan, model: nn.Module, missing: list[str]) -> None:
+    """Each missing key; one that a library (transformers) declares as a tie's target, which files
+    storing each tie once leave out, names the call that declares the tie."""
+    ties, call = library_ties(model) if missing else ({}, "")
+    for key in missing:
+        source = ties.get(key)
+        hint = "" if source is None else (
+            f" (the model's class ties it to {source!r} and the file stores that tie once; declare the ties with {call} before loading)"
+        )
+        plan.tolerate(f"missing key {key!r}{hint}")
 
 
 def _check_stored_copies(plan: LoadPlan, state: dict[str, torch.Tensor]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from tying.checkpoint.wrapped import check_entry
 from tying.errors import CheckpointError
 from tying.spec import TieSpec, state_key_pairs
 
@@ -42,6 +43,9 @@ class CheckpointInfo:
     #: ``"tying"``, ``"safetensors-save_model"`` (``{dropped: kept}`` metadata) or ``"plain"``.
     format: str
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Tensor subclasses (quantized tensors) stored as their inner tensors, by ``state_dict`` key:
+    #: ``{"class", "inner", "context", "shape"}`` (:mod:`tying.checkpoint.wrapped`).
+    wrapped: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def groups(self) -> list[list[str]]:
         """Stored key first, then the keys reading it, in file order."""
@@ -142,19 +146,24 @@ def _read_header(path: Path) -> tuple[dict[str, str], list[TensorInfo]]:
     return meta, tensors
 
 
-def _tying_metadata(path: Path, text: str) -> tuple[TieSpec, dict[str, str]]:
-    """The spec and aliases of the header's ``"tying"`` entry."""
+def _tying_metadata(path: Path, text: str, stored: set[str]) -> tuple[TieSpec, dict[str, str], dict[str, dict[str, object]]]:
+    """The spec, aliases and wrapped tensors of the header's ``"tying"`` entry."""
     try:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        spec = TieSpec.from_dict({k: v for k, v in data.items() if k != "aliases"})
+        spec = TieSpec.from_dict({k: v for k, v in data.items() if k not in ("aliases", "wrapped")})
         aliases = data.get("aliases", {})
         if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
             raise ValueError("'aliases' must map strings to strings")
+        wrapped = data.get("wrapped", {})
+        if not isinstance(wrapped, dict):
+            raise ValueError("'wrapped' must be an object")
+        for key, entry in wrapped.items():
+            check_entry(key, entry, stored)
     except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise CheckpointError(f"{str(path)!r}: malformed tying metadata: {exc}") from None
-    return spec, aliases
+    return spec, aliases, wrapped
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
@@ -166,8 +175,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
     meta, tensors = _read_header(path)
     spec: TieSpec | None = None
     stored = {t.name for t in tensors}
+    wrapped: dict[str, dict[str, object]] = {}
     if META_KEY in meta:
-        spec, aliases = _tying_metadata(path, meta[META_KEY])
+        spec, aliases, wrapped = _tying_metadata(path, meta[META_KEY], stored)
+        stored |= set(wrapped)  # a quantized tensor is stored, as its inner tensors
         fmt = "tying"
     else:
         aliases = {k: v for k, v in meta.items() if k not in stored and v in stored}
@@ -183,7 +194,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
         if src_key not in stored and src_key not in aliases:
             raise CheckpointError(f"{str(path)!r}: the tie spec's source {t.source!r} (of {t.describe()!r}) is not in the file")
     aliases = {**implied_aliases(file_spec, stored, aliases), **aliases}
-    return CheckpointInfo(path, size, n, tensors, aliases, spec, fmt, meta)
+    return CheckpointInfo(path, size, n, tensors, aliases, spec, fmt, meta, wrapped)
 
 
 def implied_aliases(spec: TieSpec, stored: set[str], aliases: dict[str, str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from tying._io import atomic_save_file
 from tying._paths import unwrap
 from tying._text import plural
 from tying.checkpoint.reader import META_KEY, implied_aliases
+from tying.checkpoint.wrapped import flatten, is_sharded
 from tying.errors import CheckpointError
 from tying.spec import TieSpec, get_spec, source_keys
 from tying.verification import require_intact
@@ -24,13 +25,18 @@ _RESERVED = (META_KEY, "format")
 
 
 def _alias_key(t: torch.Tensor) -> tuple[object, ...]:
-    """Entries with equal keys are the same tensor view (tied), safe to store once."""
+    """Entries with equal keys are the same tensor view (tied), safe to store once; a wrapped
+    (quantized) tensor is the same when its inner tensors are."""
+    if is_traceable_wrapper_subclass(t) and not is_sharded(t):
+        names = t.__tensor_flatten__()[0]  # type: ignore[attr-defined]
+        return (type(t), tuple(_alias_key(getattr(t, n)) for n in names if getattr(t, n) is not None))
     return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
 def sharded_keys(state: dict[str, torch.Tensor]) -> list[str]:
-    """Keys of tensors that are wrapper subclasses (FSDP2's DTensor shards): no file holds them as they are."""
-    return [k for k, v in state.items() if is_traceable_wrapper_subclass(v)]
+    """Keys of FSDP2's DTensor shards: no file holds them as they are. (Other wrapper subclasses,
+    e.g. quantized tensors, are written as their inner tensors: :mod:`tying.checkpoint.wrapped`.)"""
+    return [k for k, v in state.items() if is_sharded(v)]
 
 
 def save(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
@@ -108,14 +114,15 @@ def save_state_dict(
         else:
             kept[ak] = key
             tensors[key] = t
-    tensors = {k: tensors[k] for k in state if k in tensors}  # file order follows the model
+    # File order follows the model; a wrapped (quantized) tensor is stored as its inner tensors.
+    tensors, wrapped = flatten({k: tensors[k] for k in state if k in tensors}, str(path))
     _separate_overlapping(tensors, path)
     # The spec implies its targets' aliases; keeping them out halves the header of heavily tied models.
-    implied = implied_aliases(spec, set(tensors), aliases)
+    implied = implied_aliases(spec, set(tensors) | set(wrapped), aliases)
     aliases = {k: v for k, v in aliases.items() if implied.get(k) != v}
     header = {
         "format": "pt",
-        META_KEY: json.dumps({**spec.to_dict(), "aliases": aliases}, sort_keys=True),
+        META_KEY: json.dumps({**spec.to_dict(), "aliases": aliases, **({"wrapped": wrapped} if wrapped else {})}, sort_keys=True),
     }
     header.update(metadata or {})
     return atomic_save_file({k: v.contiguous() for k, v in tensors.items()}, path, header)

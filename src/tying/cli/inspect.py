@@ -1,5 +1,6 @@
-"""``tying inspect PATH``: the tensors and tie groups of a safetensors checkpoint, or the declared
-ties of a transformers ``save_pretrained`` folder against what its files hold."""
+"""``tying inspect PATH``: the tensors and tie groups of a safetensors checkpoint, the declared
+ties of a transformers ``save_pretrained`` folder against what its files hold, or the initializers
+an ONNX file stores twice."""
 
 from __future__ import annotations
 
@@ -103,12 +104,34 @@ def render_pretrained(info: PretrainedInfo, console: Console) -> None:
         console.print(escape(f"{f.path.name}: {plural(len(f.tensors), 'tensor')}, {format_bytes(stored)}, {_FORMATS[f.format]}"), highlight=False)
 
 
+def render_onnx(path: Path, console: Console) -> None:
+    """Print an ONNX file's initializers stored twice (a tied matrix written as a copy or as its
+    transpose) and the tie spec :func:`tying.export.to_onnx` wrote into its metadata."""
+    try:
+        from tying.export import onnx_duplicates, onnx_spec
+
+        duplicates, spec = onnx_duplicates(path), onnx_spec(path)
+    except ImportError as exc:
+        raise CheckpointError(f"reading {str(path)!r} needs onnx ({exc}); pip install tying[export]") from None
+    except Exception as exc:  # onnx raises its own error types (DecodeError, ...)
+        raise CheckpointError(f"{str(path)!r} is not a readable ONNX model: {exc}") from None
+    console.print(f"[bold]{escape(str(path))}[/bold]")
+    console.print(escape(f"tie spec (metadata_props 'tying'): {', '.join(t.describe() for t in spec.ties) if spec else 'none'}"), highlight=False)
+    if not duplicates:
+        console.print("no initializer is stored twice")
+        return
+    console.print(f"{plural(len(duplicates), 'duplicated initializer')} ({format_bytes(sum(d.nbytes for d in duplicates))} stored twice):")
+    for d in duplicates:
+        console.print(escape(f"  {d}"), highlight=False)
+
+
 def inspect_file(
     file: Annotated[
         Path,
         typer.Argument(
             metavar="PATH",
-            help="A .safetensors file (tying.save, safetensors save_model, or plain) or a transformers save_pretrained folder."
+            help="A .safetensors file (tying.save, safetensors save_model, or plain), a transformers save_pretrained folder, "
+            "or an .onnx file (duplicated initializers)."
         ),
     ],
 ) -> None:
@@ -118,6 +141,8 @@ def inspect_file(
     try:
         if file.is_dir():
             render_pretrained(read_pretrained(file), console)
+        elif file.suffix == ".onnx":
+            render_onnx(file, console)
         else:
             render(read_checkpoint(file), console)
     except CheckpointError as exc:
