@@ -137,7 +137,7 @@ def test_ctrl_c_during_a_peers_fit_stops_after_that_epoch_with_a_resumable_check
     task = load_recipe(_recipe(tmp_path, "p", "lstsq", epochs=3)).make_task()
     data = task.load_data(None)
     model = Interrupting(FEATURES)
-    with pytest.raises(Interrupted, match=r"interrupted after epoch 1; its checkpoint in '.*ck' resumes"):
+    with pytest.raises(Interrupted, match=r"interrupted after epoch 1; saved a resumable point in '.*ck'"):
         Trainer(task, model, data, tmp_path / "ck").fit()
     assert model.fits == 1 and (tmp_path / "ck" / "model-epoch001.safetensors").is_file()
 

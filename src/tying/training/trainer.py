@@ -170,7 +170,7 @@ class Trainer:
             while self.state.epoch < self.config.epochs:
                 self._run_epoch()
                 if self.state.epoch < self.config.epochs and self.stop.now():  # asked between batches' checks
-                    raise Interrupted(f"interrupted after epoch {self.state.epoch}; its checkpoint in {str(self.checkpoint_dir)!r} resumes")
+                    raise Interrupted(f"interrupted after epoch {self.state.epoch}; saved a resumable point in {str(self.checkpoint_dir)!r}")
         last, best = self.state.epoch, self.state.best_epoch
         result = TrainResult(self.task.unit, list(self.state.history), best, test_epoch=last)
         result.test = result.test_last = self._evaluate("test", last)  # the model holds the last epoch's weights
