@@ -38,7 +38,7 @@ def _name(path: Path) -> str:
 
 
 def test_the_task_packages() -> None:
-    assert TASKS == ["autoencoder", "lm", "translation"]
+    assert TASKS == ["autoencoder", "lm", "sgns", "translation"]
 
 
 @pytest.mark.parametrize("module", _modules("training"), ids=_name)

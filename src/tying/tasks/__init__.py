@@ -3,7 +3,8 @@ everything specific to it: data readers, batching, losses, metrics, report figur
 
 * :mod:`tying.tasks.lm`: word-level language modelling (``task = "lm"``), LSTM or Transformer;
 * :mod:`tying.tasks.translation`: translation with a tied Transformer (``task = "translation"``);
-* :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``).
+* :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``);
+* :mod:`tying.tasks.sgns`: skip-gram word vectors with untied, tied and reflected context vectors, and gensim's Word2Vec (``task = "sgns"``).
 
 Tasks never import one another: what two tasks share lives in :mod:`tying.data`,
 :mod:`tying.models`, :mod:`tying.nn` or the engine (:mod:`tying.training`).
@@ -20,5 +21,6 @@ __all__ = ["BUILTIN_TASKS"]
 BUILTIN_TASKS = {
     "autoencoder": "tying.tasks.autoencoder:AutoEncoderTask",
     "lm": "tying.tasks.lm:LMTask",
+    "sgns": "tying.tasks.sgns:SGNSTask",
     "translation": "tying.tasks.translation:TranslationTask",
 }
