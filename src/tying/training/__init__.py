@@ -2,6 +2,7 @@
 the loop, and training-state checkpoints."""
 
 from tying._moved import moved_attribute
+from tying.training.external import ExternalModel
 from tying.training.config import LRSchedule, Table, TrainConfig, build_optimizer, next_lr, step_lr
 from tying.training.state import SavedTrainState, TrainState, read_train_state, save_train_state
 from tying.training.tables import build_config, config_table
@@ -31,6 +32,7 @@ __all__ = [
     "task_names",
     "Interrupted",
     "Trainer",
+    "ExternalModel",
     "TrainResult",
 ]
 

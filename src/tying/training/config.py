@@ -16,6 +16,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from tying.training.external import ExternalModel
+
 __all__ = ["Table", "TrainConfig", "LRSchedule", "next_lr", "step_lr", "build_optimizer"]
 
 #: ``"plateau"``: divide the learning rate by ``lr_decay`` after every epoch whose validation
@@ -144,8 +146,19 @@ def step_lr(config: TrainConfig, step: int, total: int | None = None) -> float |
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer ``config`` names over ``model``'s parameters (each shared tensor once)."""
+    """The optimizer ``config`` names over ``model``'s parameters (each shared tensor once); an
+    :class:`~tying.training.external.ExternalModel` gets one with an empty group (it fits itself).
+
+    Raises:
+        ValueError: any other model has no trainable parameter.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params and not isinstance(model, ExternalModel):
+        raise ValueError(
+            f"{type(model).__name__} has no trainable parameter (requires_grad=True): nothing for the "
+            f"{config.optimizer} optimizer to train; a model fitted by another library subclasses tying.training.ExternalModel"
+        )
+    groups = [{"params": params}]  # a list of one group: an ExternalModel's empty one is allowed
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)

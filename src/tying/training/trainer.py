@@ -25,6 +25,9 @@ is that of the global batch; rank 0 writes checkpoints and metrics.
 
 Device: the model and every training batch go to ``train.device`` (:mod:`tying.training.device`);
 a task's ``evaluate`` reads its data onto the model's device itself.
+
+Peers fitted by another library (:class:`~tying.training.external.ExternalModel`) take the same
+path except the batch loop: each epoch is one call of their ``fit_epoch``, in one process.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from torch import nn
 from tying.training.checkpoints import BEST_FILE, STATE_FILE, Checkpoints, settings_of
 from tying.training.config import build_optimizer, next_lr, step_lr
 from tying.training.device import resolve_device, to_device
+from tying.training.external import ExternalModel
 from tying.training.interrupts import StopRequest
 from tying.training.progress import Output
 from tying.training.result import Interrupted, TrainResult
@@ -118,6 +122,8 @@ class Trainer:
         self.task, self.model, self.data, self.config = task, model, data, task.train
         self.checkpoint_dir = Path(checkpoint_dir)
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if isinstance(model, ExternalModel) and self.world_size > 1:
+            raise ValueError(f"{type(model).__name__} is fitted by its own library in one process: run it without torchrun")
         self.device = resolve_device(self.config.device, self.world_size)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -163,6 +169,8 @@ class Trainer:
         with self.stop.catching():
             while self.state.epoch < self.config.epochs:
                 self._run_epoch()
+                if self.state.epoch < self.config.epochs and self.stop.now():  # asked between batches' checks
+                    raise Interrupted(f"interrupted after epoch {self.state.epoch}; its checkpoint in {str(self.checkpoint_dir)!r} resumes")
         last, best = self.state.epoch, self.state.best_epoch
         result = TrainResult(self.task.unit, list(self.state.history), best, test_epoch=last)
         result.test = result.test_last = self._evaluate("test", last)  # the model holds the last epoch's weights
@@ -221,6 +229,10 @@ class Trainer:
         """Train the batches of ``epoch`` (from an interrupted position if there is one); returns
         the count-weighted mean loss, the items counted, and the training seconds."""
         self.model.train()
+        if isinstance(self.model, ExternalModel):
+            start = time.perf_counter()
+            loss, count = self.model.fit_epoch(self.data, epoch)
+            return float(loss), int(count), time.perf_counter() - start
         batches = self.task.train_batches(self.data, epoch)
         n = min(len(batches), self.config.max_batches) if self.config.max_batches else len(batches)
         # A capped epoch continues where the previous one stopped (wrapping round), so a capped
