@@ -2,6 +2,7 @@
 
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
+from tying.models.sgns import SGNSConfig, SkipGram, reflection_signs
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
 
@@ -11,6 +12,9 @@ __all__ = [
     "LSTMConfig",
     "LSTMLanguageModel",
     "LSTMState",
+    "SGNSConfig",
+    "SkipGram",
+    "reflection_signs",
     "TransformerConfig",
     "TransformerLanguageModel",
     "TieMode",

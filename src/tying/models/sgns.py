@@ -78,8 +78,9 @@ def reflection_signs(dim: int, fraction: float, seed: int = 0) -> list[int]:
     and even ``dim``, the signs of ``tying.Reflect.half_negative(dim, seed)``)."""
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
-    negative = torch.randperm(dim, generator=torch.Generator().manual_seed(seed))[: round(fraction * dim)]
-    signs = torch.ones(dim, dtype=torch.int64)
+    # On the CPU, also under a ``torch.device("meta")`` context: the signs are data, not module state.
+    negative = torch.randperm(dim, generator=torch.Generator().manual_seed(seed), device="cpu")[: round(fraction * dim)]
+    signs = torch.ones(dim, dtype=torch.int64, device="cpu")
     signs[negative] = -1
     return signs.tolist()
 

@@ -21,7 +21,17 @@ import torch
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
-__all__ = ["WORD_PAIRS", "ANALOGIES", "keyed_vectors", "word_pair_spearman", "analogy_accuracy", "similarity_scores", "export_vectors"]
+__all__ = [
+    "WORD_PAIRS", "ANALOGIES", "WORDS_KEY", "NoOverlapError", "gensim_data", "keyed_vectors", "word_pair_spearman", "analogy_accuracy",
+    "similarity_scores", "export_vectors", "vectors_of", "export_checkpoint",
+]  # fmt: skip
+
+class NoOverlapError(ValueError):
+    """An evaluation file none of whose items (pairs, questions) is in the vocabulary."""
+
+
+#: The checkpoint header entry holding the vocabulary, one word a line (the task writes it).
+WORDS_KEY = "sgns.words"
 
 #: Metric name -> the word-pair file of gensim's test data.
 WORD_PAIRS = {"ws353": "wordsim353.tsv", "simlex": "simlex999.txt"}
@@ -57,12 +67,12 @@ def word_pair_spearman(kv: KeyedVectors, file: str | os.PathLike[str]) -> tuple[
     (gensim's ``evaluate_word_pairs``), and the percentage of pairs skipped as out of vocabulary.
 
     Raises:
-        ValueError: no pair of ``file`` has both words in the vocabulary.
+        NoOverlapError: no pair of ``file`` has both words in the vocabulary.
     """
     try:
         _, spearman, oov = kv.evaluate_word_pairs(str(file))
     except ValueError as error:
-        raise ValueError(f"{str(file)!r}: no word pair has both words among the {len(kv):,} words of the vocabulary") from error
+        raise NoOverlapError(f"{str(file)!r}: no word pair has both words among the {len(kv):,} words of the vocabulary") from error
     return float(spearman.statistic), float(oov)
 
 
@@ -72,7 +82,7 @@ def analogy_accuracy(kv: KeyedVectors, file: str | os.PathLike[str]) -> tuple[fl
     and the share of questions left out as out of vocabulary, both in percent.
 
     Raises:
-        ValueError: no question of ``file`` has all four words in the vocabulary.
+        NoOverlapError: no question of ``file`` has all four words in the vocabulary.
     """
     with open(file, encoding="utf-8") as f:
         questions = sum(1 for line in f if line.strip() and not line.startswith(":"))
@@ -80,19 +90,24 @@ def analogy_accuracy(kv: KeyedVectors, file: str | os.PathLike[str]) -> tuple[fl
     total = sections[-1]  # gensim's "Total accuracy" section
     asked = len(total["correct"]) + len(total["incorrect"])
     if not asked:
-        raise ValueError(f"{str(file)!r}: no analogy question has all four words among the {len(kv):,} words of the vocabulary")
+        raise NoOverlapError(f"{str(file)!r}: no analogy question has all four words among the {len(kv):,} words of the vocabulary")
     return 100.0 * float(score), 100.0 * (1 - asked / questions)
 
 
 def similarity_scores(kv: KeyedVectors, *, analogies: bool = True) -> dict[str, float]:
     """``ws353`` and ``simlex`` (Spearman's rho) with their out-of-vocabulary shares
     (``<name>_oov``, percent), and with ``analogies`` the analogy accuracy ``analogy`` and its
-    ``analogy_oov`` (percent)."""
-    scores: dict[str, float] = {}
-    for name, file in WORD_PAIRS.items():
-        scores[name], scores[f"{name}_oov"] = word_pair_spearman(kv, gensim_data(file))
+    ``analogy_oov`` (percent). A score whose file has no item in the vocabulary is left out, with
+    its out-of-vocabulary share at 100 (a small corpus need not hold the analogy set's words)."""
+    checks = {name: (word_pair_spearman, file) for name, file in WORD_PAIRS.items()}
     if analogies:
-        scores["analogy"], scores["analogy_oov"] = analogy_accuracy(kv, gensim_data(ANALOGIES))
+        checks["analogy"] = (analogy_accuracy, ANALOGIES)
+    scores: dict[str, float] = {}
+    for name, (check, file) in checks.items():
+        try:
+            scores[name], scores[f"{name}_oov"] = check(kv, gensim_data(file))
+        except NoOverlapError:
+            scores[f"{name}_oov"] = 100.0
     return scores
 
 
@@ -104,3 +119,24 @@ def export_vectors(words: list[str], vectors: torch.Tensor, path: str | os.PathL
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     kv.save_word2vec_format(str(path), binary=binary)
     return kv
+
+
+def vectors_of(checkpoint: str | os.PathLike[str]) -> tuple[list[str], torch.Tensor]:
+    """The vocabulary and word vectors :math:`W` (``words.weight``) of an SGNS checkpoint the
+    trainer wrote (``best.safetensors``, ``model-epoch005.safetensors``), whatever its tie."""
+    from safetensors import safe_open
+
+    from tying.checkpoint import read_checkpoint
+
+    metadata = read_checkpoint(checkpoint).metadata
+    if WORDS_KEY not in metadata:
+        raise ValueError(f"{str(checkpoint)!r} has no {WORDS_KEY!r} entry in its header: not a checkpoint of the sgns task")
+    with safe_open(str(checkpoint), framework="pt") as f:
+        vectors = f.get_tensor("words.weight")
+    return metadata[WORDS_KEY].split("\n"), vectors
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str], path: str | os.PathLike[str], *, binary: bool = False) -> KeyedVectors:
+    """:func:`export_vectors` of the word vectors of an SGNS checkpoint (:func:`vectors_of`)."""
+    words, vectors = vectors_of(checkpoint)
+    return export_vectors(words, vectors, path, binary=binary)

@@ -31,7 +31,7 @@ from torch import nn
 from tying.data.files import resolve_corpus
 from tying.models.sgns import SGNSConfig, SkipGram
 from tying.tasks.sgns.corpus import EpochBatches, NoiseSampler, Stream, Vocabulary, keep_probabilities, read_stream, read_vocabulary
-from tying.tasks.sgns.evaluation import keyed_vectors, similarity_scores
+from tying.tasks.sgns.evaluation import WORDS_KEY, keyed_vectors, similarity_scores
 from tying.tasks.sgns.figures import score_figures
 from tying.training.config import Table, TrainConfig
 from tying.training.tables import build_config, config_table
@@ -130,8 +130,8 @@ class SGNSTask(Task):
         return {"corpus": data.path, "vocab": len(data.vocab.words), **{s: len(x) for s, x in data.splits.items()}}
 
     def checkpoint_metadata(self, data: SGNSCorpus) -> dict[str, str]:
-        """The vocabulary, one word a line, so a checkpoint alone can be exported (:func:`tying.tasks.sgns.vectors_of`)."""
-        return {"sgns.words": "\n".join(data.vocab.words)}
+        """The vocabulary, one word a line, so a checkpoint alone can be exported (:func:`tying.tasks.sgns.export_checkpoint`)."""
+        return {WORDS_KEY: "\n".join(data.vocab.words)}
 
     def build_model(self, data: SGNSCorpus) -> nn.Module:
         m: Any = self.config["model"]
