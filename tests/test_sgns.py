@@ -138,3 +138,15 @@ def test_bad_configs_are_refused() -> None:
         SGNSConfig(9, tie="half")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\], got -0.1"):
         reflection_signs(4, -0.1)
+
+
+def test_the_loss_reads_the_reflection_only_while_it_is_declared() -> None:
+    m = _model("reflected")
+    batch = _batch(9)
+    table, signs = m.context_table()
+    assert table is m.words.weight and signs is not None and signs.tolist() == reflection_signs(6, 0.5)
+    tying.untie(m, "contexts.weight")  # C becomes its own copy of W D
+    with torch.no_grad():
+        m.contexts.weight.mul_(2.0)
+    assert m.context_table() == (m.contexts.weight, None)
+    assert torch.allclose(m.loss(*batch), _reference(m, *batch), rtol=1e-5)

@@ -41,6 +41,7 @@ from torch import nn
 
 from tying.constraints import Range, check_ranges
 from tying.core import tie, tie_reflected
+from tying.spec import get_spec
 
 __all__ = ["SGNSConfig", "SkipGram", "SGNSLoss", "SGNSTie", "reflection_signs"]
 
@@ -89,22 +90,27 @@ class SGNSLoss(torch.autograd.Function):
     r"""``loss(W, C, words, targets, weights)``: :math:`\sum_{i,t} |a_{it}|\,
     \operatorname{softplus}(-\operatorname{sign}(a_{it})\, W_{\text{words}_i} \cdot C_{\text{targets}_{it}})`
     with ``a = weights``: a positive weight marks a context word seen with ``words[i]``, a
-    negative one a noise word, zero a padding slot. The gradients of ``W`` and ``C`` are sparse
-    (COO, the rows a batch touches, uncoalesced), so a step costs what the batch touches, not
-    the size of the vocabulary."""
+    negative one a noise word, zero a padding slot; with ``signs`` (one per column), :math:`C` is
+    ``c_table * signs``. The gradients of ``W`` and ``c_table`` are sparse (COO, the rows a batch
+    touches, uncoalesced), so a step costs what the batch touches, not the size of the vocabulary."""
 
     @staticmethod
-    def forward(ctx: Any, w_table: torch.Tensor, c_table: torch.Tensor, words: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, w_table: torch.Tensor, c_table: torch.Tensor, words: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+        signs: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         w = w_table.index_select(0, words)  # (B, d)
         out = c_table.index_select(0, targets.reshape(-1)).view(*targets.shape, -1)  # (B, T, d)
+        if signs is not None:
+            out.mul_(signs)  # the rows of C = c_table * signs
         signed = torch.bmm(out, w.unsqueeze(2)).squeeze(2).mul_(weights.sign())  # (B, T)
-        ctx.save_for_backward(w, out, signed, words, targets, weights)
+        ctx.save_for_backward(w, out, signed, words, targets, weights, signs)
         ctx.shapes = (w_table.shape, c_table.shape)
         return F.softplus(-signed).mul_(weights.abs()).sum()  # -log sigmoid(x) = softplus(-x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
-        w, out, signed, words, targets, weights = ctx.saved_tensors
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]:
+        w, out, signed, words, targets, weights, signs = ctx.saved_tensors
         g = torch.sigmoid(-signed).mul_(weights).mul_(-grad)  # d loss / d score
         w_shape, c_shape = ctx.shapes
         grad_w = grad_c = None
@@ -113,8 +119,10 @@ class SGNSLoss(torch.autograd.Function):
             grad_w = torch.sparse_coo_tensor(words.unsqueeze(0), rows, w_shape, check_invariants=False)
         if ctx.needs_input_grad[1]:
             rows = w.unsqueeze(1).expand(out.shape).mul(g.unsqueeze(2)).reshape(-1, w.shape[1])
+            if signs is not None:
+                rows.mul_(signs)
             grad_c = torch.sparse_coo_tensor(targets.reshape(1, -1), rows, c_shape, check_invariants=False)
-        return grad_w, grad_c, None, None, None
+        return grad_w, grad_c, None, None, None, None
 
 
 class SkipGram(nn.Module):
@@ -127,6 +135,7 @@ class SkipGram(nn.Module):
         v, d = config.vocab_size, config.dim
         self.words = nn.Embedding(v, d)
         self.contexts = nn.Embedding(v, d)
+        self._signs: tuple[Any, torch.Tensor] | None = None  # (signs, dtype, device) -> the signs as a tensor
         with torch.no_grad():
             self.words.weight.uniform_(-0.5 / d, 0.5 / d)  # word2vec's initialisation
             self.contexts.weight.zero_()
@@ -138,9 +147,24 @@ class SkipGram(nn.Module):
     def loss(self, words: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Summed loss of ``words[i]`` against ``targets[i, t]``, weighted by ``weights[i, t]``
         (> 0: a context word, < 0: a noise word, 0: padding; :class:`SGNSLoss`)."""
-        loss = SGNSLoss.apply(self.words.weight, self.contexts.weight, words, targets, weights)
+        table, signs = self.context_table()
+        loss = SGNSLoss.apply(self.words.weight, table, words, targets, weights, signs)
         assert isinstance(loss, torch.Tensor)
         return loss
+
+    def context_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What :class:`SGNSLoss` reads :math:`C` from: ``(table, signs)``. While the context vectors
+        are the declared reflection of the word vectors, the source :math:`W` and the tie's signs, so
+        a step reads the rows it needs as :math:`W` rows times the signs (exactly what
+        ``contexts.weight`` holds) instead of recomputing the whole table; else ``contexts.weight``."""
+        for t in get_spec(self).ties:
+            if (t.source, t.target, t.transform) == ("words.weight", "contexts.weight", "reflect"):
+                w = self.words.weight
+                key = (tuple(dict(t.params)["signs"]), w.dtype, w.device)
+                if self._signs is None or self._signs[0] != key:
+                    self._signs = (key, torch.tensor(key[0], dtype=w.dtype, device=w.device))
+                return w, self._signs[1]
+        return self.contexts.weight, None
 
     def word_vectors(self) -> torch.Tensor:
         """:math:`W`, the vectors kept after training (word2vec's output)."""

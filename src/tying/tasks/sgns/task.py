@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 import torch
 from pydantic import BaseModel, Field
@@ -37,10 +37,18 @@ from tying.training.config import Table, TrainConfig
 from tying.training.tables import build_config, config_table
 from tying.training.task import Metric, ReportFigure, StepOutput, Task
 
-__all__ = ["SGNSData", "SGNSModel", "SGNSTrain", "SGNSCorpus", "SGNSTask", "EVAL_SEED"]
+__all__ = ["WordVectors", "SGNSData", "SGNSModel", "SGNSTrain", "SGNSCorpus", "SGNSTask", "EVAL_SEED"]
 
 #: Seed of the pairs and noise words of the held-out loss (the same for every run and epoch).
 EVAL_SEED = 0
+
+
+class WordVectors(Protocol):
+    """What the task reads of a model: :class:`tying.models.SkipGram` and the gensim peer."""
+
+    def loss(self, words: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...
+
+    def word_vectors(self) -> torch.Tensor: ...
 
 
 class SGNSData(Table):
@@ -154,7 +162,7 @@ class SGNSTask(Task):
 
     def step(self, model: nn.Module, batch: Any, carry: Any) -> StepOutput:
         words, targets, weights, n = batch
-        total = model.loss(words, targets, weights)
+        total = cast(WordVectors, model).loss(words, targets, weights)
         per_word = total.detach() / n
         # Reported: nats per word; back-propagated: the summed loss (lr is the per-pair alpha).
         return StepOutput(total - total.detach() + per_word, int(n))
@@ -163,15 +171,15 @@ class SGNSTask(Task):
         """The summed loss of ``split``'s pairs (drawn once, from :data:`EVAL_SEED`) per word of its text."""
         if split not in data.held_out:
             data.held_out[split] = [b[:3] for b in self.batches(data, split, (EVAL_SEED, ("valid", "test").index(split)))]
-        batches = data.held_out[split]
-        device = model.word_vectors().device
-        total = sum(model.loss(*(x.to(device) for x in batch)).item() for batch in batches)
+        batches, sgns = data.held_out[split], cast(WordVectors, model)
+        device = sgns.word_vectors().device
+        total = sum(sgns.loss(*(x.to(device) for x in batch)).item() for batch in batches)
         return total / max(len(data.splits[split]), 1)
 
     def evaluate(self, model: nn.Module, data: SGNSCorpus, split: str, *, epoch: int) -> dict[str, float] | None:
         if split not in ("valid", "test"):
             return None
-        scores = similarity_scores(keyed_vectors(data.vocab.words, model.word_vectors()), analogies=split == "test")
+        scores = similarity_scores(keyed_vectors(data.vocab.words, cast(WordVectors, model).word_vectors()), analogies=split == "test")
         return {"loss": self.held_out_loss(model, data, split), **scores}
 
     @classmethod
