@@ -103,7 +103,7 @@ class SGNSLoss(torch.autograd.Function):
         out = c_table.index_select(0, targets.reshape(-1)).view(*targets.shape, -1)  # (B, T, d)
         if signs is not None:
             out.mul_(signs)  # the rows of C = c_table * signs
-        signed = torch.bmm(out, w.unsqueeze(2)).squeeze(2).mul_(weights.sign())  # (B, T)
+        signed = torch.linalg.vecdot(out, w.unsqueeze(1)).mul_(weights.sign())  # (B, T); faster than bmm on the CPU
         ctx.save_for_backward(w, out, signed, words, targets, weights, signs)
         ctx.shapes = (w_table.shape, c_table.shape)
         return F.softplus(-signed).mul_(weights.abs()).sum()  # -log sigmoid(x) = softplus(-x)
