@@ -101,7 +101,7 @@ class SGNSTask(Task):
     tables: ClassVar[dict[str, type[BaseModel]]] = {"data": SGNSData, "model": SGNSModel, "train": SGNSTrain}
     metrics = (
         Metric("loss", "SGNS loss", "lower", fmt=".3f", title="held-out SGNS loss (nats per word)"),
-        Metric("ws353", "WS-353 ρ", "higher", fmt=".3f", title="WordSim-353 Spearman", curve=True),
+        Metric("ws353", "WS-353 ρ", "higher", fmt=".3f", title="WordSim-353 Spearman"),
         Metric("simlex", "SimLex ρ", "higher", fmt=".3f", title="SimLex-999 Spearman"),
         Metric("analogy", "analogy", "higher", unit="%", fmt=".2f", title="Google analogy accuracy"),
         Metric("analogy_oov", "analogy OOV", "lower", unit="%", fmt=".1f", title="analogy questions out of vocabulary"),
