@@ -20,7 +20,7 @@ from tying.tasks.sgns.evaluation import analogy_accuracy, gensim_data
 
 gensim = pytest.importorskip("gensim")
 
-RECIPES = ["sgns-untied", "sgns-untied-pair", "sgns-tied", "sgns-reflected", "sgns-reflected-f0", "sgns-reflected-f25", "sgns-reflected-f75", "sgns-gensim"]
+RECIPES = ["sgns-untied", "sgns-untied-pair", "sgns-tied", "sgns-reflected", "sgns-reflected-f25", "sgns-reflected-f75", "sgns-gensim"]
 TINY = ["data.min_count=1", "data.sample=0.0", "model.dim=16", "train.batch_words=200"]
 
 
@@ -60,10 +60,22 @@ def test_recipes_build_untied_tied_reflected_and_gensim_models(corpus: Path) -> 
     counts = {n: tying.summary(m).unique_parameters for n, m in models.items()}
     assert counts["sgns-untied"] == counts["sgns-gensim"] == 2 * v * 16
     assert counts["sgns-tied"] == counts["sgns-reflected"] == counts["sgns-reflected-f25"] == v * 16
-    for name, fraction in (("sgns-reflected-f0", 0.0), ("sgns-reflected-f25", 0.25), ("sgns-reflected", 0.5), ("sgns-reflected-f75", 0.75)):
+    for name, fraction in (("sgns-reflected-f25", 0.25), ("sgns-reflected", 0.5), ("sgns-reflected-f75", 0.75)):
         (tie,) = tying.get_spec(models[name]).ties
         assert tie.transform == "reflect" and list(dict(tie.params)["signs"]) == reflection_signs(16, fraction)
     assert tying.get_spec(models["sgns-tied"]).ties[0].describe() == "words.weight -> contexts.weight"
+    # The ablation's fraction 0 is sgns-tied: a reflection with no sign negative computes the same losses.
+    task = recipes[0].make_task()
+    built = []
+    for name, overrides in (("sgns-tied", []), ("sgns-reflected", ["model.negative_fraction=0.0"])):
+        torch.manual_seed(0)  # as the engine seeds before building
+        built.append(load_recipe(name, [f"data.corpus={str(corpus)!r}", *TINY, *overrides]).make_task().build_model(data))
+    batch = task.train_batches(data, 1)[0]
+    assert torch.equal(built[0].words.weight, built[1].words.weight)
+    losses = [task.step(m, batch, None).loss for m in built]
+    assert torch.equal(losses[0], losses[1])
+    losses[0].backward(), losses[1].backward()
+    assert torch.equal(built[0].words.weight.grad.to_dense(), built[1].words.weight.grad.to_dense())
     assert load_recipe("sgns-untied").tables["train"].lr_schedule == "linear"  # type: ignore[attr-defined]
 
 
@@ -123,3 +135,26 @@ def test_a_short_run_beats_the_untrained_model_and_the_gensim_peer_runs_alike(co
         assert loaded.similarity("tiger", "cat") == pytest.approx(kv.similarity("tiger", "cat"), abs=1e-4)
     _, files = write_report(runs, tmp_path, "tiny sgns", report="tiny")
     assert {"tiny-scores.png"} <= {Path(f).name for f in files}
+
+
+def test_report_figures_draw_scores_per_run_and_against_the_fraction(tmp_path: Path) -> None:
+    from tying.recipes.plots import figure_file
+    from tying.tasks.sgns import SGNSTask
+
+    def record(name: str, seed: int, tie: str, fraction: float, ws: float, kind: str = "tying") -> dict[str, object]:
+        model = {"kind": kind, "dim": 8, "tie": tie, "negative_fraction": fraction, "sign_seed": 0}
+        test = {"loss": 9.0, "ws353": ws, "simlex": ws / 2, "analogy": 10 * ws, "analogy_oov": 50.0}
+        return {"task": "sgns", "name": f"{name}-seed{seed}", "recipe": {"name": name, "model": model}, "test": test}
+
+    records = [
+        record(n, s, tie, f, ws + s / 100, kind)
+        for n, tie, f, ws, kind in [("tied", "tied", 0.5, 0.1, "tying"), ("r-f50", "reflected", 0.5, 0.3, "tying"),
+                                    ("untied", "none", 0.5, 0.32, "tying"), ("gensim", "none", 0.5, 0.33, "gensim")]
+        for s in (1, 2)
+    ]  # fmt: skip
+    figures = SGNSTask.report_figures(records)
+    assert [f.name for f in figures] == ["scores", "fraction"]
+    for f in figures:
+        assert figure_file(tmp_path / f"{f.name}.png", f.draw).stat().st_size > 1000
+    assert [f.name for f in SGNSTask.report_figures(records[4:])] == ["scores"]  # one fraction: no fraction plot
+    assert SGNSTask.report_figures([{"task": "lm", "test": {}}]) == []

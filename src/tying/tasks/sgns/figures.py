@@ -1,6 +1,6 @@
 """The SGNS task's report figures, drawn from the runs' records: each run's test scores (mean and
 sample standard deviation over its seeds), and the reflected tie's scores against its fraction of
-negative signs, with the untied and gensim runs as reference lines."""
+negative signs (the plain tie C = W at 0), with the untied and gensim runs as reference lines."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ def grouped(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     return groups
 
 
+def _fraction(record: dict[str, Any]) -> float | None:
+    """The fraction of negative signs of a tied run: its ``negative_fraction`` when reflected, 0
+    for the plain tie (C = W is the reflection with no sign negative); None when untied."""
+    model = record["recipe"]["model"]
+    if model.get("kind") == "gensim" or model.get("tie") not in ("tied", "reflected"):
+        return None
+    return float(model["negative_fraction"]) if model["tie"] == "reflected" else 0.0
+
+
 def _mean_sd(runs: Sequence[dict[str, Any]], metric: str) -> tuple[float, float]:
     values = [float(x["test"][metric]) for x in runs if metric in x["test"]]
     if not values:
@@ -50,13 +59,10 @@ def _scores(fig: Figure, groups: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def _fraction_axis(ax: Axes, groups: dict[str, list[dict[str, Any]]], metric: str, label: str) -> None:
-    reflected = sorted(
-        (float(runs[0]["recipe"]["model"]["negative_fraction"]), n) for n, runs in groups.items()
-        if runs[0]["recipe"]["model"].get("tie") == "reflected"
-    )  # fmt: skip
+    reflected = sorted((f, n) for n, runs in groups.items() if (f := _fraction(runs[0])) is not None)
     stats = [_mean_sd(groups[n], metric) for _, n in reflected]
-    ax.errorbar([f for f, _ in reflected], [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label="reflected")
-    styles = {"none": ("untied", "tab:green"), "gensim": ("gensim", "tab:red"), "tied": ("tied (C = W)", "tab:gray")}
+    ax.errorbar([f for f, _ in reflected], [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label="C = W D (0: C = W)")
+    styles = {"none": ("untied", "tab:green"), "gensim": ("gensim", "tab:red")}
     for n, runs in groups.items():
         model = runs[0]["recipe"]["model"]
         kind = "gensim" if model.get("kind") == "gensim" else model.get("tie")
@@ -67,7 +73,7 @@ def _fraction_axis(ax: Axes, groups: dict[str, list[dict[str, Any]]], metric: st
     ax.grid(alpha=0.3)
 
 
-def _fraction(fig: Figure, groups: dict[str, list[dict[str, Any]]]) -> None:
+def _fractions(fig: Figure, groups: dict[str, list[dict[str, Any]]]) -> None:
     fig.set_size_inches(3.4 * len(SCORES), 3.4)
     axes = fig.subplots(1, len(SCORES))
     for ax, (metric, label) in zip(axes, SCORES.items()):
@@ -76,13 +82,13 @@ def _fraction(fig: Figure, groups: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def score_figures(records: Sequence[dict[str, Any]]) -> list[ReportFigure]:
-    """``scores``: every run's test scores; ``fraction``: the reflected runs' scores against their
-    fraction of negative signs (when two or more fractions were run)."""
+    """``scores``: every run's test scores; ``fraction``: the tied runs' scores against their
+    fraction of negative signs (the plain tie at 0; when two or more fractions were run)."""
     groups = grouped(records)
     if not groups:
         return []
     figures = [ReportFigure("scores", "test scores per run (mean ± sd over seeds)", lambda fig: _scores(fig, groups))]
-    fractions = {groups[n][0]["recipe"]["model"].get("negative_fraction") for n in groups if groups[n][0]["recipe"]["model"].get("tie") == "reflected"}
+    fractions = {f for runs in groups.values() if (f := _fraction(runs[0])) is not None}
     if len(fractions) > 1:
-        figures.append(ReportFigure("fraction", "test scores against the reflected tie's fraction of negative signs", lambda fig: _fraction(fig, groups)))
+        figures.append(ReportFigure("fraction", "test scores against the reflected tie's fraction of negative signs", lambda fig: _fractions(fig, groups)))
     return figures
