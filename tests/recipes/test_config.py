@@ -130,7 +130,7 @@ def test_recipe_file_with_base_by_path(tmp_path: Path) -> None:
         ('name = "x"\ntask = "lm"\n[model]\nhiden_size = 3\n', r"unknown key 'model\.hiden_size' \(known: arch, dropout, "),
         ('name = "x"\ntask = "lm"\nepochs = 3\n', r"unknown top-level key\(s\) \['epochs'\]"),
         ('name = "x"\ntask = "lm"\ncorpus = "ptb"\n', r"unknown top-level key\(s\) \['corpus'\]; known: \['base', 'data', "),
-        ('name = "x"\ntask = "lm"\n[train]\nlr_schedule = "cosine"\n', r"train\.lr_schedule = 'cosine': Input should be 'plateau', 'step', 'constant' or 'inverse_sqrt'"),
+        ('name = "x"\ntask = "lm"\n[train]\nlr_schedule = "cosine"\n', r"train\.lr_schedule = 'cosine': Input should be 'plateau', 'step', 'constant', 'inverse_sqrt' or 'linear'"),
         ('name = "x"\n', r"'task' \(a string\) is required"),
         ('name = "x"\ntask = "nope"\n', r"task = 'nope': no task 'nope'; known tasks: autoencoder, cdef, "),
         ('name = "x\n', r"is not valid TOML"),

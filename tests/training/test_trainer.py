@@ -236,6 +236,19 @@ def test_inverse_sqrt_schedule_warms_up_then_decays() -> None:
         LMTrain(lr_schedule="inverse_sqrt")
 
 
+def test_linear_schedule_falls_to_the_floor_over_the_run(tiny_corpus_dir: Path, tmp_path: Path) -> None:
+    config = LMTrain(optimizer="sgd", lr=0.025, lr_schedule="linear")
+    assert [step_lr(config, s, 100) for s in (1, 51, 100)] == pytest.approx([0.025, 0.0125, 0.00025])
+    assert step_lr(config, 100, 100) > step_lr(config, 101, 100) == pytest.approx(0.025 * 1e-4)  # word2vec's floor
+    assert next_lr(config, 0.025, epoch=1, improved=False) == 0.025  # nothing per epoch
+    with pytest.raises(ValueError, match=r"lr_schedule='linear' needs the run's total number of steps, got None"):
+        step_lr(config, 1)
+    with pytest.raises(ValueError, match=r"first_epoch_lr applies to the per-epoch schedules; lr_schedule='linear' starts at lr"):
+        LMTrain(lr_schedule="linear", first_epoch_lr=0.1)
+    result = _fit(_task(tiny_corpus_dir, epochs=2, optimizer="sgd", lr=1.0, clip=0.25, lr_schedule="linear", max_batches=10), tmp_path)
+    assert [m["lr"] for m in result.history] == pytest.approx([1 - 9 / 20, 1 - 19 / 20])  # each epoch's last step
+
+
 def test_inverse_sqrt_in_the_loop_resumes_exactly(tiny_corpus_dir: Path, tmp_path: Path) -> None:
     settings = {"epochs": 3, "optimizer": "adamw", "lr": 0.01, "clip": 0.0, "lr_schedule": "inverse_sqrt", "warmup_steps": 30, "max_batches": 20}
     full = _fit(_task(tiny_corpus_dir, **settings), tmp_path / "full")

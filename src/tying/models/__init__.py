@@ -4,6 +4,7 @@ from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.cdef import CDEF, CDEFConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.mavnet import MAVNet, MAVNetConfig
+from tying.models.sgns import SGNSConfig, SkipGram, reflection_signs
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
 from tying.models.unet import UNet, UNetConfig
@@ -19,6 +20,9 @@ __all__ = [
     "LSTMState",
     "MAVNet",
     "MAVNetConfig",
+    "SGNSConfig",
+    "SkipGram",
+    "reflection_signs",
     "TransformerConfig",
     "TransformerLanguageModel",
     "TieMode",

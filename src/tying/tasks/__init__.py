@@ -6,7 +6,8 @@ everything specific to it: data readers, batching, losses, metrics, report figur
 * :mod:`tying.tasks.autoencoder`: tied and untied autoencoders on handwritten digits (``task = "autoencoder"``);
 * :mod:`tying.tasks.cdef`: convolutional deep exponential families on count time series (``task = "cdef"``);
 * :mod:`tying.tasks.segmentation`: a segmentation micro-network sharing its context block across dilations, and a U-Net (``task = "segmentation"``);
-* :mod:`tying.tasks.recsys`: Wide & Deep on MovieLens ratings, item table shared or not (``task = "recsys"``).
+* :mod:`tying.tasks.recsys`: Wide & Deep on MovieLens ratings, item table shared or not (``task = "recsys"``);
+* :mod:`tying.tasks.sgns`: skip-gram word vectors with untied, tied and reflected context vectors, and gensim's Word2Vec (``task = "sgns"``).
 
 Tasks never import one another: what two tasks share lives in :mod:`tying.data`,
 :mod:`tying.models`, :mod:`tying.nn` or the engine (:mod:`tying.training`).
@@ -26,5 +27,6 @@ BUILTIN_TASKS = {
     "lm": "tying.tasks.lm:LMTask",
     "recsys": "tying.tasks.recsys:RecsysTask",
     "segmentation": "tying.tasks.segmentation:SegmentationTask",
+    "sgns": "tying.tasks.sgns:SGNSTask",
     "translation": "tying.tasks.translation:TranslationTask",
 }

@@ -29,7 +29,12 @@ __all__ = ["Table", "TrainConfig", "LRSchedule", "next_lr", "step_lr", "build_op
 #: ``"inverse_sqrt"``: per optimizer step s (1-based, counted over all epochs), linear warmup to
 #: ``lr`` over ``warmup_steps`` steps, then decay with the inverse square root of the step,
 #: ``lr * min(s / w, sqrt(w / s))`` (Vaswani et al. 2017, arXiv 1706.03762; fairseq ``inverse_sqrt``).
-LRSchedule = Literal["plateau", "step", "constant", "inverse_sqrt"]
+#: ``"linear"``: per optimizer step s of T (all epochs' steps), ``lr * max(1 - (s - 1) / T, 1e-4)``,
+#: from ``lr`` down towards zero over the run (word2vec's schedule, floored as word2vec floors it).
+LRSchedule = Literal["plateau", "step", "constant", "inverse_sqrt", "linear"]
+
+#: The ``"linear"`` schedule's floor, as a fraction of ``lr`` (word2vec: ``starting_alpha * 0.0001``).
+LINEAR_FLOOR = 1e-4
 
 
 class Table(BaseModel):
@@ -112,6 +117,8 @@ class TrainConfig(Table):
             raise ValueError("lr_schedule='inverse_sqrt' needs warmup_steps >= 1 (the step where the peak lr is reached)")
         if self.lr_schedule == "inverse_sqrt" and self.first_epoch_lr is not None:
             raise ValueError("first_epoch_lr applies to the per-epoch schedules; lr_schedule='inverse_sqrt' warms up with warmup_steps")
+        if self.lr_schedule == "linear" and self.first_epoch_lr is not None:
+            raise ValueError("first_epoch_lr applies to the per-epoch schedules; lr_schedule='linear' starts at lr")
         return self
 
 
@@ -120,15 +127,20 @@ def next_lr(config: TrainConfig, lr: float, *, epoch: int, improved: bool) -> fl
     validation metric was a new best (``"inverse_sqrt"`` changes it per step: :func:`step_lr`)."""
     if epoch == 1 and config.first_epoch_lr is not None:
         lr = config.lr  # the schedule proper starts after the first epoch
-    if config.lr_schedule in ("constant", "inverse_sqrt"):
+    if config.lr_schedule in ("constant", "inverse_sqrt", "linear"):
         return lr
     decay = not improved if config.lr_schedule == "plateau" else epoch >= config.decay_start
     return lr / config.lr_decay if decay else lr
 
 
-def step_lr(config: TrainConfig, step: int) -> float | None:
+def step_lr(config: TrainConfig, step: int, total: int | None = None) -> float | None:
     """Learning rate of optimizer step ``step`` (1-based, over all epochs) under a per-step
-    schedule (``"inverse_sqrt"``); None under the per-epoch schedules (:func:`next_lr`)."""
+    schedule (``"inverse_sqrt"``; ``"linear"``, which needs ``total``, the run's steps); None
+    under the per-epoch schedules (:func:`next_lr`)."""
+    if config.lr_schedule == "linear":
+        if total is None or total < 1:
+            raise ValueError(f"lr_schedule='linear' needs the run's total number of steps, got {total!r}")
+        return config.lr * max(1 - (step - 1) / total, LINEAR_FLOOR)
     if config.lr_schedule != "inverse_sqrt":
         return None
     w = config.warmup_steps

@@ -253,7 +253,7 @@ class Trainer:
                 out.loss.backward()
                 if self.config.clip > 0:
                     nn.utils.clip_grad_norm_(self.params, self.config.clip)
-                lr = step_lr(self.config, (epoch - 1) * n + k + 1)  # capped or not, epochs have n steps each
+                lr = step_lr(self.config, (epoch - 1) * n + k + 1, self.config.epochs * n)  # capped or not, epochs have n steps each
                 if lr is not None:
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
