@@ -178,3 +178,12 @@ def test_a_task_whose_evaluate_takes_no_epoch_still_runs_with_a_deprecation_warn
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert trainer.fit().test == {"loss": 1.0, "mse": 1.0}
+
+
+def test_a_task_reads_its_tables_typed_and_a_wrong_kind_is_named() -> None:
+    from tying.tasks.autoencoder import AutoEncoderTrain
+
+    task = load_recipe("digits-ae-tied").make_task()
+    assert task.table("train", AutoEncoderTrain) is task.config["train"] is task.train
+    with pytest.raises(TypeError, match=r"^\[model\] is a AutoEncoderModel, not the AutoEncoderTrain AutoEncoderTask declares$"):
+        task.table("model", AutoEncoderTrain)

@@ -21,7 +21,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["Metric", "Task", "StepOutput", "ReportFigure"]
+
+T = TypeVar("T", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,17 @@ class Task(ABC):
         model by a key, e.g. the LM task's ``model.arch``)."""
         return cls.tables
 
+    def table(self, name: str, kind: type[T]) -> T:
+        """The recipe's ``[name]`` table as the ``kind`` the task declared for it (a typed accessor:
+        ``self.table("train", MyTrain)``)."""
+        table = self.config[name]
+        if not isinstance(table, kind):
+            raise TypeError(f"[{name}] is a {type(table).__name__}, not the {kind.__name__} {type(self).__name__} declares")
+        return table
+
     @property
     def train(self) -> TrainConfig:
-        config = self.config["train"]
-        assert isinstance(config, TrainConfig)
-        return config
+        return self.table("train", TrainConfig)
 
     @abstractmethod
     def load_data(self, data_root: str | os.PathLike[str] | None) -> Any:

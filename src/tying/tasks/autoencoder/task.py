@@ -113,9 +113,7 @@ class AutoEncoderTask(Task):
 
     @property
     def settings(self) -> AutoEncoderTrain:
-        config = self.config["train"]
-        assert isinstance(config, AutoEncoderTrain)
-        return config
+        return self.table("train", AutoEncoderTrain)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> DigitSplits:
         data = self.config["data"]

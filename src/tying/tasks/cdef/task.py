@@ -108,9 +108,7 @@ class CDEFTask(Task):
 
     @property
     def settings(self) -> CDEFTrain:
-        config = self.config["train"]
-        assert isinstance(config, CDEFTrain)
-        return config
+        return self.table("train", CDEFTrain)
 
     @property
     def model_table(self) -> Any:
@@ -118,9 +116,7 @@ class CDEFTask(Task):
 
     @property
     def data_table(self) -> CountData:
-        data = self.config["data"]
-        assert isinstance(data, CountData)
-        return data
+        return self.table("data", CountData)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> Splits:
         d, kernel = self.data_table, self.model_table.kernel

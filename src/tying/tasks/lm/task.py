@@ -145,9 +145,7 @@ class LMTask(Task):
 
     @property
     def settings(self) -> LMTrain:
-        config = self.config["train"]
-        assert isinstance(config, LMTrain)
-        return config
+        return self.table("train", LMTrain)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> LMDataset:
         data = self.config["data"]

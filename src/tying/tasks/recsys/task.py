@@ -108,9 +108,7 @@ class RecsysTask(Task):
 
     @property
     def data_settings(self) -> RecsysData:
-        data = self.config["data"]
-        assert isinstance(data, RecsysData)
-        return data
+        return self.table("data", RecsysData)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> MovieLens:
         d = self.data_settings

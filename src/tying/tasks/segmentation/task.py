@@ -107,9 +107,7 @@ class SegmentationTask(Task):
 
     @property
     def settings(self) -> SegmentationTrain:
-        config = self.config["train"]
-        assert isinstance(config, SegmentationTrain)
-        return config
+        return self.table("train", SegmentationTrain)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> Segments:
         d = self.config["data"]

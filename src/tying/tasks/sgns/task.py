@@ -110,15 +110,11 @@ class SGNSTask(Task):
 
     @property
     def data_settings(self) -> SGNSData:
-        data = self.config["data"]
-        assert isinstance(data, SGNSData)
-        return data
+        return self.table("data", SGNSData)
 
     @property
     def settings(self) -> SGNSTrain:
-        train = self.config["train"]
-        assert isinstance(train, SGNSTrain)
-        return train
+        return self.table("train", SGNSTrain)
 
     def load_data(self, data_root: str | os.PathLike[str] | None) -> SGNSCorpus:
         d = self.data_settings
