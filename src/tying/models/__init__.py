@@ -6,6 +6,7 @@ from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.mavnet import MAVNet, MAVNetConfig
 from tying.models.sgns import SGNSConfig, SkipGram, reflection_signs
 from tying.models.transformer import TransformerConfig, TransformerLanguageModel
+from tying.models.trellis import LevelHistory, TrellisConfig, TrellisLanguageModel, TrellisLevel, TrellisState
 from tying.models.translation import TieMode, TranslationConfig, TranslationTransformer
 from tying.models.unet import UNet, UNetConfig
 from tying.models.wide_deep import Ratings, WideDeep, WideDeepConfig
@@ -26,6 +27,11 @@ __all__ = [
     "TransformerConfig",
     "TransformerLanguageModel",
     "TieMode",
+    "LevelHistory",
+    "TrellisConfig",
+    "TrellisLanguageModel",
+    "TrellisLevel",
+    "TrellisState",
     "TranslationConfig",
     "TranslationTransformer",
     "UNet",

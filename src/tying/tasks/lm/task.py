@@ -1,17 +1,17 @@
-"""Word-level language modelling (``task = "lm"``): a corpus, an LSTM or Transformer LM, a
-next-token objective, perplexity.
+"""Word-level language modelling (``task = "lm"``): a corpus, an LSTM, Transformer or trellis LM,
+a next-token objective, perplexity.
 
 Recipe tables:
 
 * ``[data]``: ``corpus``, a folder under the data root (``"ptb"``, ``"wikitext-2"``), a path, or
   ``"builtin"`` (:func:`tying.tasks.lm.load_corpus`);
-* ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`) or ``"transformer"``
-  (:class:`TransformerModel`); ``vocab_size`` comes from the corpus;
+* ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`), ``"transformer"``
+  (:class:`TransformerModel`) or ``"trellis"`` (:class:`TrellisModel`); ``vocab_size`` comes from the corpus;
 * ``[loss]``: :class:`tying.tasks.lm.LossConfig`;
 * ``[train]``: :class:`LMTrain`, the engine's settings plus batch sizes and the BPTT length.
 
 Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.tasks.lm.batching`).
-The LSTM carries its hidden state from window to window, detached (gradients truncated at window
+The LSTM and the trellis network carry their state from window to window, detached (gradients truncated at window
 boundaries; Zaremba et al. 2014, arXiv 1409.2329), starting from zeros each epoch and each
 evaluation; the Transformer reads each window on its own (``bptt <= context_size``).
 Data parallelism splits the windows' batch columns across ranks, each carrying its own columns' state.
@@ -31,7 +31,7 @@ from torch import nn
 
 from tying.data.files import resolve_corpus
 from tying.errors import TieError
-from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
+from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel, TrellisConfig, TrellisLanguageModel
 from tying.tasks.lm.batching import BPTTBatches, batchify
 from tying.tasks.lm.corpus import Corpus, load_corpus
 from tying.tasks.lm.losses import LossConfig, build_loss, perplexity
@@ -42,7 +42,7 @@ from tying.training.task import Metric, ReportFigure, StepOutput, Task
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "detach_state"]
+__all__ = ["LMData", "LSTMModel", "TransformerModel", "TrellisModel", "LMTrain", "LMTask", "LMDataset", "detach_state"]
 
 class LMData(Table):
     """``[data]``: the corpus (see the module docstring)."""
@@ -60,6 +60,13 @@ TransformerModel = config_table(
     TransformerConfig, name="TransformerModel", exclude={"vocab_size"}, fields={"arch": (Literal["transformer"], ...)},
     doc='``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig` but ``vocab_size`` (from the corpus).',
 )  # fmt: skip
+#: ``[model]`` with ``arch = "trellis"``: the fields of :class:`tying.models.TrellisConfig`.
+TrellisModel = config_table(
+    TrellisConfig, name="TrellisModel", exclude={"vocab_size"}, fields={"arch": (Literal["trellis"], ...)},
+    doc='``[model]`` with ``arch = "trellis"``: the fields of :class:`tying.models.TrellisConfig` but ``vocab_size`` (from the corpus).',
+)  # fmt: skip
+#: The ``[model]`` table of each ``arch``.
+MODEL_TABLES: dict[str, type[BaseModel]] = {"lstm": LSTMModel, "transformer": TransformerModel, "trellis": TrellisModel}
 
 
 class LMTrain(TrainConfig):
@@ -107,17 +114,24 @@ class LMTask(Task):
     @classmethod
     def table_types(cls, raw: dict[str, Any]) -> dict[str, type[BaseModel]]:
         arch = raw.get("model", {}).get("arch", "lstm") if isinstance(raw.get("model"), dict) else "lstm"
-        return {**cls.tables, "model": TransformerModel if arch == "transformer" else LSTMModel}
+        return {**cls.tables, "model": MODEL_TABLES.get(arch, LSTMModel)}
 
     def __init__(self, config: dict[str, BaseModel]) -> None:
         super().__init__(config)
         model, loss = config["model"], config["loss"]
-        assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel))
+        assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel, TrellisModel))
         self.loss_config = loss
-        self.recurrent = isinstance(model, LSTMModel)
+        self.recurrent = not isinstance(model, TransformerModel)  # the LSTM and the trellis carry state
+        if isinstance(model, TrellisModel) and loss.projection_penalty:
+            trellis = build_config(TrellisConfig, model, vocab_size=1)
+            if not trellis.projection:
+                raise ValueError(
+                    "loss.projection_penalty needs a projection: the trellis has one when model.tie_embeddings is true "
+                    f"and model.hidden_size ({trellis.hidden_size}) != model.embedding_size ({trellis.embedding_size})"
+                )
         if not self.recurrent:
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
-                raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
+                raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm' or 'trellis'; the Transformer LM trains on cross-entropy")
             context_size = self._transformer_config(model).context_size
             if self.settings.bptt > context_size:
                 raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={context_size}")
@@ -139,6 +153,8 @@ class LMTask(Task):
         """The recipe's model for a vocabulary of ``vocab_size`` words."""
         model = self.config["model"]
         assert isinstance(model, Table)
+        if isinstance(model, TrellisModel):
+            return TrellisLanguageModel(build_config(TrellisConfig, model, vocab_size=vocab_size))
         if self.recurrent:
             return LSTMLanguageModel(build_config(LSTMConfig, model, vocab_size=vocab_size))
         return TransformerLanguageModel(self._transformer_config(model, vocab_size))
@@ -207,7 +223,8 @@ def _sharing_plot(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
     for x in records:
         if not x["test"] or "ppl" not in x["test"]:
             continue
-        layers = x["recipe"]["model"]["num_layers"]
+        model = x["recipe"]["model"]
+        layers = model.get("num_layers", model.get("levels"))  # a Transformer's layers, a trellis's levels
         shared = x.get("layer_sharing") or []
         strategy, unique = (shared[0]["strategy"] or "other", shared[0]["unique"]) if shared else ("unshared", layers)
         points.setdefault(strategy, []).append((x["unique_parameters"] / 1e6, x["test"]["ppl"], f"N={layers} M={unique}"))
