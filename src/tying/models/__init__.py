@@ -2,6 +2,7 @@
 
 from tying.models.autoencoder import AutoEncoder, AutoEncoderConfig
 from tying.models.cdef import CDEF, CDEFConfig
+from tying.models.deqlinear import DEQLinear, DEQLinearConfig
 from tying.models.lstm import LSTMConfig, LSTMLanguageModel, LSTMState
 from tying.models.mavnet import MAVNet, MAVNetConfig
 from tying.models.sgns import SGNSConfig, SkipGram, reflection_signs
@@ -16,6 +17,8 @@ __all__ = [
     "AutoEncoderConfig",
     "CDEF",
     "CDEFConfig",
+    "DEQLinear",
+    "DEQLinearConfig",
     "LSTMConfig",
     "LSTMLanguageModel",
     "LSTMState",
