@@ -170,8 +170,9 @@ def test_save_load_gives_the_same_outputs(tmp_path: Path) -> None:
 
 def test_non_convergence_warns_or_raises_with_the_residual() -> None:
     f = Tanh(scale=0.95)
-    with pytest.warns(RuntimeWarning, match=r"did not converge: relative residual \S+ >= tol 1e-12 after max_iter=2 iterations"):
+    with pytest.warns(RuntimeWarning, match=r"did not converge: relative residual \S+ >= tol 1e-12 after max_iter=2 iterations") as caught:
         Implicit(f, solver="fixed_point", tol=1e-12, max_iter=2)(inputs(), torch.zeros(3, 6, dtype=D))
+    assert caught[0].filename == __file__  # the warning points at the caller
     layer = Implicit(f, solver="fixed_point", tol=1e-12, max_iter=2, on_fail="raise")
     with pytest.raises(RuntimeError, match=r"^Implicit forward did not converge: relative residual"):
         layer(inputs(), torch.zeros(3, 6, dtype=D))
@@ -204,6 +205,7 @@ def test_nan_is_an_error_never_a_silent_nan() -> None:
         ({"backward": "unrolled"}, r"^backward='unrolled': expected 'implicit' or 'phantom'$"),
         ({"backward_max_iter": 0}, r"^backward_max_iter=0: "),
         ({"on_fail": "ignore"}, r"^on_fail='ignore': "),
+        ({"solver_kwargs": {"tol": 1e-3}}, r"^solver_kwargs sets \['tol'\]: pass max_iter and tol as the layer's own arguments$"),
     ],
 )
 def test_bad_settings_are_one_line_errors(kwargs: dict[str, object], message: str) -> None:
@@ -230,5 +232,6 @@ def test_linear_contractions_of_any_shape_and_factor(batch: int, n: int, scale: 
     g = torch.Generator().manual_seed(n)
     a, b = contraction(n, scale, g), torch.randn(n, 2, dtype=D, generator=g)
     x = torch.randn(batch, 2, dtype=D, generator=g)
-    z = Implicit(Linear(a, b), solver=solver, tol=1e-10, max_iter=400)(x, torch.zeros(batch, n, dtype=D))
+    layer = Implicit(Linear(a, b), solver=solver, tol=1e-10, max_iter=400, on_fail="raise", solver_kwargs={"lam": 1e-12} if solver == "anderson" else None)
+    z = layer(x, torch.zeros(batch, n, dtype=D))
     torch.testing.assert_close(z, closed_form(a, b, x), rtol=1e-7, atol=1e-8)

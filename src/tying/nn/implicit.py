@@ -122,6 +122,11 @@ class Implicit(nn.Module):
         on_fail: when a solve stops at the cap above ``tol``: ``"warn"`` (default) or ``"raise"``
             a RuntimeError; either way the message names the residual, the tolerance and the cap.
             NaN or inf is always a FloatingPointError.
+        solver_kwargs: more keyword arguments of the torchdeq solver, for both solves (Anderson's
+            ``m``, ``lam``, ``tau``; Broyden's ``LBFGS_thres``). torchdeq's Anderson regularises its
+            mixing system with ``lam=1e-4``, which stalls it near relative residuals of 1e-8 on
+            some blocks: for tighter tolerances pass ``{"lam": 1e-12}`` or use ``"broyden"`` /
+            ``"fixed_point"``.
 
     ``forward(x, z0=None)``: the state starts at ``z0``, by default zeros of ``x``'s shape (pass
     ``z0`` when the state's shape differs from the input's). The first dimension of the state is
@@ -139,10 +144,15 @@ class Implicit(nn.Module):
         backward: Backward = "implicit",
         backward_max_iter: int | None = None,
         on_fail: Literal["warn", "raise"] = "warn",
+        solver_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         steps = backward_max_iter if backward_max_iter is not None else (max_iter if backward == "implicit" else 1)
         check_settings(solver, backward, tol, max_iter, steps, on_fail)
+        reserved = sorted(set(solver_kwargs or {}) & {"max_iter", "tol", "stop_mode", "indexing", "return_final"})
+        if reserved:
+            raise ValueError(f"solver_kwargs sets {reserved}: pass max_iter and tol as the layer's own arguments")
+        self.solver_kwargs = dict(solver_kwargs or {})
         self.f = f
         self.solver, self.tol, self.max_iter = solver, tol, max_iter
         self.backward, self.backward_max_iter, self.on_fail = backward, steps, on_fail
@@ -162,7 +172,7 @@ class Implicit(nn.Module):
             return fz if tau == 1.0 else tau * fz + (1 - tau) * z
 
         with torch.no_grad():
-            z_star, _, info = self.solve(func, z0.detach().reshape(rows, -1), max_iter=self.max_iter, tol=self.tol, stop_mode="rel")
+            z_star, _, info = self.solve(func, z0.detach().reshape(rows, -1), max_iter=self.max_iter, tol=self.tol, stop_mode="rel", **self.solver_kwargs)
         iterations, residual = read_stats(info, "Implicit forward")
         self.last_stats = SolverStats(iterations, residual, residual < self.tol)
         if residual >= self.tol:
@@ -179,7 +189,7 @@ class Implicit(nn.Module):
             self.last_stats = dataclasses.replace(self.stats(), backward_iterations=self.backward_max_iter)
             make = grad.backward_factory(grad_type=self.backward_max_iter, tau=1.0)
         else:
-            kwargs = {"max_iter": self.backward_max_iter, "tol": self.tol, "stop_mode": "rel"}
+            kwargs = {**self.solver_kwargs, "max_iter": self.backward_max_iter, "tol": self.tol, "stop_mode": "rel"}
             make = grad.backward_factory(grad_type="ift", b_solver=self.solve, b_solver_kwargs=kwargs)
         return make(self, func, z_star, writer=self.record_backward)[-1]
 
@@ -198,4 +208,4 @@ class Implicit(nn.Module):
     def fail(self, message: str) -> None:
         if self.on_fail == "raise":
             raise RuntimeError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=5)  # fail, forward, Module._call_impl, Module.__call__: the caller
