@@ -137,7 +137,7 @@ def test_dropout_masks_train_and_switch_off_in_eval() -> None:
         ({"levels": 0}, r"^levels must be >= 1, got 0$"),
         ({"kernel_size": 0}, r"^kernel_size must be >= 1, got 0$"),
         ({"hidden_dropout": 1.0}, r"^hidden_dropout must be in \[0, 1\), got 1.0$"),
-        ({"depth": "half"}, r"^depth must be 'tied' or 'untied', got 'half'$"),
+        ({"depth": "half"}, r"^depth must be 'tied', 'untied' or 'equilibrium', got 'half'$"),
     ],
 )
 def test_bad_settings_are_one_line_errors_naming_the_field(changes: dict[str, object], message: str) -> None:

@@ -4,6 +4,8 @@ statistics, save/load, and the errors (non-convergence, NaN, bad settings)."""
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import pytest
@@ -173,10 +175,21 @@ def test_non_convergence_warns_or_raises_with_the_residual() -> None:
     with pytest.warns(RuntimeWarning, match=r"did not converge: relative residual \S+ >= tol 1e-12 after max_iter=2 iterations") as caught:
         Implicit(f, solver="fixed_point", tol=1e-12, max_iter=2)(inputs(), torch.zeros(3, 6, dtype=D))
     assert caught[0].filename == __file__  # the warning points at the caller
+    assert str(caught[0].message).endswith("counted in .failures, not warned again")
     layer = Implicit(f, solver="fixed_point", tol=1e-12, max_iter=2, on_fail="raise")
     with pytest.raises(RuntimeError, match=r"^Implicit forward did not converge: relative residual"):
         layer(inputs(), torch.zeros(3, 6, dtype=D))
     assert layer.last_stats is not None and not layer.last_stats.converged and layer.last_stats.residual >= 1e-12
+
+
+def test_a_training_loop_gets_one_warning_and_a_count_of_every_failed_solve() -> None:
+    layer = Implicit(Tanh(scale=0.95), solver="fixed_point", tol=1e-12, max_iter=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            layer(inputs(), torch.zeros(3, 6, dtype=D)).sum().backward()
+    assert [str(w.message).split(":")[0] for w in caught] == ["Implicit forward did not converge", "Implicit backward did not converge"]
+    assert layer.failures == {"forward": 4, "backward": 4}
 
 
 def test_a_backward_that_does_not_converge_warns() -> None:

@@ -1,6 +1,7 @@
 """The lm task with ``arch = "trellis"``: the recipes resolve to the trellis table, the tied and
 untied depth recipes differ only in ``depth``, loss options are checked, and a short training
-run on the built-in corpus carries the state and lowers the loss."""
+run on the built-in corpus carries the state and lowers the loss; the DEQ recipe builds the
+equilibrium model."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def _task(overrides: list[str], recipe: str = "ptb-depth-trellis") -> LMTask:
     task = load_recipe(recipe, TINY + overrides).make_task()
     assert isinstance(task, LMTask)
     return task
+
+
+def test_the_deq_recipe_builds_one_level_run_to_its_fixed_point() -> None:
+    task = load_recipe("ptb-depth-deq", [x for x in TINY if not x.startswith("model.levels")]).make_task()
+    model = task.model_for(50)
+    assert isinstance(model, TrellisLanguageModel) and len(model.levels) == 1 and model.equilibrium is not None
+    assert (model.equilibrium.solver, model.equilibrium.max_iter, model.equilibrium.backward) == ("fixed_point", 50, "implicit")
+
+
+def test_a_kernel_longer_than_the_training_window_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"model.kernel_size=13 is longer than a training window \(train.bptt=12\)$"):
+        _task(["model.kernel_size=13"])
 
 
 def test_depth_recipes_build_a_tied_trellis_and_an_untied_tcn() -> None:

@@ -22,7 +22,12 @@ embedding_size`` and the embeddings are tied).
 the one line ``share_layers(self, "levels")`` (:mod:`tying.sharing`), so :func:`tying.summary`
 shows one weight set, :func:`tying.save` stores it once and its gradient is the sum over levels.
 ``depth = "untied"`` is the same network with a weight set per level: a temporal convolutional
-network (TCN) of the same depth with about ``L`` times the layer weights. ``tie_embeddings`` ties
+network (TCN) of the same depth with about ``L`` times the layer weights. ``depth =
+"equilibrium"`` takes the tie to its limit, the same level applied until its output stops
+changing: one level whose output is the fixed point :math:`z^\star = f(z^\star; x)` found by a
+root solver and trained by implicit differentiation (:class:`tying.nn.Implicit`; the DEQ
+trellis of Bai, Kolter & Koltun 2019, arXiv 1909.01377), with training memory that does not grow
+with the number of solver iterations. ``tie_embeddings`` ties
 the output classifier to the input embedding (Press & Wolf 2017), as the paper's code does.
 
 The state carried from one BPTT window to the next is the exact history the causal convolutions
@@ -46,7 +51,7 @@ from torch import nn
 
 from tying.constraints import Range, check_ranges
 from tying.core import tie
-from tying.nn import LockedDropout, TiedOutput, embedding_dropout
+from tying.nn import Implicit, LockedDropout, TiedOutput, embedding_dropout
 from tying.sharing import share_layers
 
 __all__ = ["LevelHistory", "TrellisConfig", "TrellisLanguageModel", "TrellisLevel", "TrellisState"]
@@ -80,8 +85,9 @@ class TrellisConfig:
         hidden_size: H, width of :math:`h` and :math:`c` at every level.
         levels: L, the depth (levels of the trellis).
         kernel_size: k, the causal convolution's width in time steps.
-        depth: ``"tied"`` (TrellisNet: one weight set for every level) or ``"untied"`` (a TCN
-            with a weight set per level).
+        depth: ``"tied"`` (TrellisNet: one weight set for every level), ``"untied"`` (a TCN
+            with a weight set per level) or ``"equilibrium"`` (one level run to its fixed point;
+            ``levels`` must then be 1).
         tie_embeddings: the output classifier's weight is the input embedding (a projection
             ``H -> E`` first when ``hidden_size != embedding_size``).
         input_dropout: variational dropout on the embedded inputs (one mask per sequence).
@@ -92,6 +98,9 @@ class TrellisConfig:
         init_std: the level weights and biases start normal with this std (the paper's code: 0.01).
         init_range: embedding, projection and untied decoder weights start uniform in
             ``[-init_range, init_range]``; the output bias at zero.
+        solver, tol, max_iter, backward: the fixed-point solve of ``depth = "equilibrium"``
+            (:class:`tying.nn.Implicit`'s arguments; ``max_iter`` caps the forward iterations,
+            the effective depth).
     """
 
     vocab_size: Annotated[int, Range(ge=1)]
@@ -99,7 +108,7 @@ class TrellisConfig:
     hidden_size: Annotated[int, Range(ge=1)] = 200
     levels: Annotated[int, Range(ge=1)] = 8
     kernel_size: Annotated[int, Range(ge=1)] = 2
-    depth: Literal["tied", "untied"] = "tied"
+    depth: Literal["tied", "untied", "equilibrium"] = "tied"
     tie_embeddings: bool = True
     input_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     embedding_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
@@ -107,11 +116,17 @@ class TrellisConfig:
     output_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     init_std: Annotated[float, Range(gt=0)] = 0.01
     init_range: Annotated[float, Range(gt=0)] = 0.1
+    solver: Literal["anderson", "broyden", "fixed_point"] = "anderson"
+    tol: Annotated[float, Range(gt=0)] = 1e-3
+    max_iter: Annotated[int, Range(ge=1)] = 30
+    backward: Literal["implicit", "phantom"] = "implicit"
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        if self.depth not in ("tied", "untied"):
-            raise ValueError(f"depth must be 'tied' or 'untied', got {self.depth!r}")
+        if self.depth not in ("tied", "untied", "equilibrium"):
+            raise ValueError(f"depth must be 'tied', 'untied' or 'equilibrium', got {self.depth!r}")
+        if self.depth == "equilibrium" and self.levels != 1:
+            raise ValueError(f"levels={self.levels} with depth='equilibrium': the equilibrium model runs one level to its fixed point; set levels = 1 (max_iter caps the solver)")
 
     @property
     def projection(self) -> bool:
@@ -178,6 +193,17 @@ class TrellisLevel(nn.Module):
         return torch.cat([torch.sigmoid(o) * torch.tanh(c_next), c_next], dim=-1)
 
 
+class _LevelStep(nn.Module):
+    """The solver's :math:`f(z; \text{context})`: one application of the level the context names
+    (``(level, injection, history, mask)``, :meth:`TrellisLevel.forward`'s arguments), on a
+    batch-first state ``(B, T, 2H)``, as the solver judges each sample (first dimension) apart.
+    It holds no parameters, so the level's weights stay where the model declares them."""
+
+    def forward(self, z: torch.Tensor, context: tuple[TrellisLevel, torch.Tensor, LevelHistory, torch.Tensor | None]) -> torch.Tensor:
+        level, injection, history, mask = context
+        return level(z.transpose(0, 1), injection, history, mask).transpose(0, 1)
+
+
 class TrellisLanguageModel(nn.Module):
     """Embedding → input dropout → ``levels`` trellis levels → output dropout → [projection] →
     linear output layer; the interface of :class:`tying.models.LSTMLanguageModel` (``forward``,
@@ -195,6 +221,11 @@ class TrellisLanguageModel(nn.Module):
         self.levels = nn.ModuleList(TrellisLevel(e, h, k) for _ in range(config.levels))
         if config.depth == "tied":
             share_layers(self, "levels")  # TrellisNet: one weight set read at every level
+        self.equilibrium = (
+            Implicit(_LevelStep(), solver=config.solver, tol=config.tol, max_iter=config.max_iter, backward=config.backward)
+            if config.depth == "equilibrium"
+            else None
+        )
         self.input_drop, self.output_drop = LockedDropout(config.input_dropout), LockedDropout(config.output_dropout)
         self.projection = nn.Linear(h, e) if config.projection else None
         self.decoder = TiedOutput(config.output_features, config.vocab_size)  # an nn.Linear with a fused .loss
@@ -255,6 +286,17 @@ class TrellisLanguageModel(nn.Module):
         inputs, hidden, cell = state
         x = self.embed(tokens)
         steps, mask = x.size(0), self.hidden_mask(x.size(1))
+        solve = self._stack if self.equilibrium is None else self._fixed_point
+        z, new_hidden, new_cell = solve(x, inputs, hidden, cell, mask)
+        out = self.output_drop(z.chunk(2, dim=-1)[0])
+        if self.projection is not None:
+            out = self.projection(out)
+        return out, TrellisState(torch.cat([inputs, x])[steps:], new_hidden, new_cell)
+
+    def _stack(self, x: torch.Tensor, inputs: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The ``levels`` levels in turn from :math:`z^{(0)} = 0`: the last level's ``z`` and every
+        level's input history for the next window (``hidden``, ``cell`` as in :class:`TrellisState`)."""
+        steps = x.size(0)
         z = x.new_zeros(steps, x.size(1), 2 * self.config.hidden_size)  # level 0: h = c = 0
         levels: list[TrellisLevel] = list(self.levels)  # type: ignore[arg-type]
         injection = levels[0].inject(x, inputs)  # tied: the same at every level, computed once
@@ -266,10 +308,17 @@ class TrellisLanguageModel(nn.Module):
             new_hidden.append(torch.cat([hidden[i], h])[steps:])
             new_cell.append(c[-1:])
             z = level(z, injection, LevelHistory(hidden[i], cell[i]), mask)
-        out = self.output_drop(z.chunk(2, dim=-1)[0])
-        if self.projection is not None:
-            out = self.projection(out)
-        return out, TrellisState(torch.cat([inputs, x])[steps:], torch.stack(new_hidden), torch.stack(new_cell))
+        return z, torch.stack(new_hidden), torch.stack(new_cell)
+
+    def _fixed_point(self, x: torch.Tensor, inputs: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The fixed point :math:`z^\\star` of the one level (from :math:`z = 0`) and its history:
+        at the fixed point a level's input is its output."""
+        assert self.equilibrium is not None
+        level: TrellisLevel = self.levels[0]  # type: ignore[assignment]
+        context = (level, level.inject(x, inputs), LevelHistory(hidden[0], cell[0]), mask)
+        z = self.equilibrium(context, x.new_zeros(x.size(1), x.size(0), 2 * self.config.hidden_size)).transpose(0, 1)
+        h, c = z.chunk(2, dim=-1)
+        return z, torch.cat([hidden[0], h])[x.size(0) :].unsqueeze(0), c[-1:].unsqueeze(0)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Unnormalised next-token scores ``features @ decoder.weight.T + decoder.bias``."""

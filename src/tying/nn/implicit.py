@@ -121,7 +121,8 @@ class Implicit(nn.Module):
             the number of differentiable steps (default 1).
         on_fail: when a solve stops at the cap above ``tol``: ``"warn"`` (default) or ``"raise"``
             a RuntimeError; either way the message names the residual, the tolerance and the cap.
-            NaN or inf is always a FloatingPointError.
+            A warning comes once per layer and direction (a training loop would repeat it every
+            step); ``failures`` counts every such solve. NaN or inf is always a FloatingPointError.
         solver_kwargs: more keyword arguments of the torchdeq solver, for both solves (Anderson's
             ``m``, ``lam``, ``tau``; Broyden's ``LBFGS_thres``). torchdeq's Anderson regularises its
             mixing system with ``lam=1e-4``, which stalls it near relative residuals of 1e-8 on
@@ -131,7 +132,8 @@ class Implicit(nn.Module):
     ``forward(x, z0=None)``: the state starts at ``z0``, by default zeros of ``x``'s shape (pass
     ``z0`` when the state's shape differs from the input's). The first dimension of the state is
     the batch: the solver mixes and judges each sample separately (a state of one dimension is one
-    sample). ``last_stats`` holds the :class:`SolverStats` of the last call.
+    sample). ``last_stats`` holds the :class:`SolverStats` of the last call; ``failures`` the
+    number of forward and backward solves that stopped above ``tol`` since the layer was built.
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class Implicit(nn.Module):
         self.backward, self.backward_max_iter, self.on_fail = backward, steps, on_fail
         self.solve: Callable[..., tuple[Tensor, list[Tensor], Mapping[str, Tensor]]] = torchdeq_module("solver").get_solver(SOLVERS[solver])
         self.last_stats: SolverStats | None = None
+        self.failures = {"forward": 0, "backward": 0}
 
     def extra_repr(self) -> str:
         return f"solver={self.solver!r}, tol={self.tol}, max_iter={self.max_iter}, backward={self.backward!r}, backward_max_iter={self.backward_max_iter}"
@@ -176,7 +179,7 @@ class Implicit(nn.Module):
         iterations, residual = read_stats(info, "Implicit forward")
         self.last_stats = SolverStats(iterations, residual, residual < self.tol)
         if residual >= self.tol:
-            self.fail(f"Implicit forward did not converge: relative residual {residual:.3g} >= tol {self.tol:g} after max_iter={self.max_iter} iterations ({self.solver})")
+            self.fail("forward", f"Implicit forward did not converge: relative residual {residual:.3g} >= tol {self.tol:g} after max_iter={self.max_iter} iterations ({self.solver})")
         out = self.differentiable(func, z_star.detach())
         if not bool(torch.isfinite(out).all()):
             raise FloatingPointError("Implicit forward: NaN or inf in f(z*) at the fixed point")
@@ -198,14 +201,17 @@ class Implicit(nn.Module):
         iterations, residual = read_stats(info, "Implicit backward")
         self.last_stats = dataclasses.replace(self.stats(), backward_iterations=iterations, backward_residual=residual)
         if residual >= self.tol:
-            self.fail(f"Implicit backward did not converge: relative residual {residual:.3g} >= tol {self.tol:g} after backward_max_iter={self.backward_max_iter} iterations ({self.solver})")
+            self.fail("backward", f"Implicit backward did not converge: relative residual {residual:.3g} >= tol {self.tol:g} after backward_max_iter={self.backward_max_iter} iterations ({self.solver})")
 
     def stats(self) -> SolverStats:
         if self.last_stats is None:
             raise RuntimeError("Implicit.last_stats: the layer has not run yet")
         return self.last_stats
 
-    def fail(self, message: str) -> None:
+    def fail(self, direction: str, message: str) -> None:
+        self.failures[direction] += 1
         if self.on_fail == "raise":
             raise RuntimeError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=5)  # fail, forward, Module._call_impl, Module.__call__: the caller
+        if self.failures[direction] == 1:
+            message += f"; later {direction} solves of this layer that stop above tol are counted in .failures, not warned again"
+            warnings.warn(message, RuntimeWarning, stacklevel=5)  # fail, forward, Module._call_impl, Module.__call__: the caller

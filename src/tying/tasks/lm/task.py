@@ -122,13 +122,8 @@ class LMTask(Task):
         assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel, TrellisModel))
         self.loss_config = loss
         self.recurrent = not isinstance(model, TransformerModel)  # the LSTM and the trellis carry state
-        if isinstance(model, TrellisModel) and loss.projection_penalty:
-            trellis = build_config(TrellisConfig, model, vocab_size=1)
-            if not trellis.projection:
-                raise ValueError(
-                    "loss.projection_penalty needs a projection: the trellis has one when model.tie_embeddings is true "
-                    f"and model.hidden_size ({trellis.hidden_size}) != model.embedding_size ({trellis.embedding_size})"
-                )
+        if isinstance(model, TrellisModel):
+            self._check_trellis(build_config(TrellisConfig, model, vocab_size=1))
         if not self.recurrent:
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
                 raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm' or 'trellis'; the Transformer LM trains on cross-entropy")
@@ -136,6 +131,17 @@ class LMTask(Task):
             if self.settings.bptt > context_size:
                 raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={context_size}")
         self.loss_fn = build_loss(self.loss_config)
+
+    def _check_trellis(self, trellis: TrellisConfig) -> None:
+        if self.loss_config.projection_penalty and not trellis.projection:
+            raise ValueError(
+                "loss.projection_penalty needs a projection: the trellis has one when model.tie_embeddings is true "
+                f"and model.hidden_size ({trellis.hidden_size}) != model.embedding_size ({trellis.embedding_size})"
+            )
+        # The model reads the missing columns from the carried state, but a window shorter than the
+        # kernel is almost always swapped or mistyped settings.
+        if trellis.kernel_size > self.settings.bptt:
+            raise ValueError(f"model.kernel_size={trellis.kernel_size} is longer than a training window (train.bptt={self.settings.bptt})")
 
     @staticmethod
     def _transformer_config(model: Table, vocab_size: int = 1) -> TransformerConfig:
