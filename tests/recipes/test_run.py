@@ -99,7 +99,7 @@ def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_co
     assert report_only.exit_code == 0 and {f: (out / f).read_bytes() for f in files} == first
 
     rows = (out / "tiny.csv").read_text().splitlines()
-    assert rows[0] == "run,epoch,lr,train_loss,train_ppl,valid_loss,valid_ppl,train_tokens,tokens_per_s,train_s,wall_s" and len(rows) == 5
+    assert rows[0] == "run,epoch,lr,train_loss,train_ppl,valid_loss,valid_ppl,train_tokens,tokens_per_s,train_s,peak_rss_mib,wall_s" and len(rows) == 5
     table = (out / "tiny.md").read_text()
     # 2 of the recipe's 13 epochs: marked, and no gap to the paper's 13-epoch number.
     assert "| ptb-small-tied | " in table and "(paper 2.65M) | 2 of 13 (shortened) |" in table and "| 112.4 | n/a (shortened) |" in table
