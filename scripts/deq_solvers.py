@@ -5,9 +5,12 @@ tolerance 1e-3, 40 iterations; the non-convergence warning silenced, the failure
 80 windows of Penn Treebank, so the gates have left their initial values, then solves one
 training window (eval mode, the carried state zero) with each of torchdeq's solvers at several
 iteration caps and prints the iterations used and the relative residual reached. Iteration
-counts and residuals, not times: they do not depend on the machine's load.
+counts and residuals, not times: they do not depend on the machine's load. With ``--checkpoint``
+it reads a trained model (a ``ptb-depth-deq`` run's ``best.safetensors``) instead of training.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/deq_solvers.py --data-root ~/tying-data --out results/depth/solvers.md
+    OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/deq_solvers.py --data-root ~/tying-data \
+      --checkpoint results/lm/ptb-depth/ptb-depth-deq/best.safetensors
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+import tying
 
 from tying.data.files import resolve_corpus
 from tying.machine import describe_code, describe_machine
@@ -35,6 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", type=Path, help="folder holding ptb/ (default $TYING_DATA_ROOT or ~/tying-data)")
     ap.add_argument("--batches", type=int, default=80)
+    ap.add_argument("--checkpoint", type=Path, help="a trained ptb-depth-deq model to read instead of training")
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args()
     corpus = load_corpus(resolve_corpus("ptb", args.data_root))
@@ -48,7 +54,7 @@ def main() -> None:
     state = model.init_state(20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for i in range(args.batches):
+        for i in range(0 if args.checkpoint else args.batches):
             inputs, targets = windows[i]
             logits, state = model(inputs, detach_state(state))
             F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
@@ -56,12 +62,19 @@ def main() -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
     failures = dict(model.equilibrium.failures)
+    if args.checkpoint:
+        tying.load(model, args.checkpoint)
+        trained = f"the trained model {args.checkpoint}"
+    else:
+        trained = (
+            f"ptb-depth-deq's model after {args.batches} training windows (Anderson, 40 iterations: forward solves above tol "
+            f"{failures['forward']} of {args.batches}, backward {failures['backward']})"
+        )
     model.eval()
     inputs, _ = windows[args.batches]
     lines = [
         f"machine: {describe_machine()}; code: {describe_code()}",
-        f"ptb-depth-deq's model after {args.batches} training windows (Anderson, 40 iterations: forward solves above tol {failures['forward']}"
-        f" of {args.batches}, backward {failures['backward']}); one window of 20 x 35 tokens, eval mode",
+        f"{trained}; one window of 20 x 35 tokens, eval mode",
         f"{'solver':<12} | {'cap':>4} | {'iterations':>10} | {'relative residual':>17}",
         "-" * 52,
     ]
