@@ -61,3 +61,13 @@ def test_a_short_trellis_run_on_the_builtin_corpus_lowers_the_loss(tmp_path: Pat
     assert losses[-1] < losses[0]
     assert record["history"][-1]["valid_loss"] < record["history"][0]["valid_loss"]
     assert record["layer_sharing"][0]["text"] == "levels: 3 layers over 1 set (all): A A A"
+
+
+def test_the_sharing_figure_needs_one_architecture() -> None:
+    def record(arch: str, sharing: list[dict[str, object]]) -> dict[str, object]:
+        return {"recipe": {"model": {"arch": arch}}, "layer_sharing": sharing}
+
+    tied = [{"strategy": "all", "unique": 1}]
+    assert [f.name for f in LMTask.report_figures([record("trellis", tied), record("trellis", [])])] == ["sharing"]
+    assert LMTask.report_figures([record("trellis", tied), record("lstm", [])]) == []  # N means levels in one, layers in the other
+    assert LMTask.report_figures([record("trellis", []), record("trellis", [])]) == []

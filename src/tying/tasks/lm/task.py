@@ -215,10 +215,12 @@ class LMTask(Task):
 
     @classmethod
     def report_figures(cls, records: Sequence[dict[str, Any]]) -> list[ReportFigure]:
-        """When some run shares layers (a cross-layer sharing grid): test perplexity against
-        unique parameters, one marker per strategy, each point labelled with its N layers and
-        M sets (an unshared model has M = N)."""
-        if not any(x.get("layer_sharing") for x in records):
+        """When some run shares layers and all are of one architecture (a cross-layer sharing
+        grid): test perplexity against unique parameters, one marker per strategy, each point
+        labelled with its N layers and M sets (an unshared model has M = N). Runs of several
+        architectures (an LSTM beside trellis networks) have no common N to label by."""
+        archs = {x["recipe"]["model"].get("arch", "lstm") for x in records}
+        if len(archs) > 1 or not any(x.get("layer_sharing") for x in records):
             return []
         return [ReportFigure("sharing", "test perplexity against unique parameters, by sharing strategy", lambda fig: _sharing_plot(fig, records))]
 
