@@ -42,6 +42,9 @@ SIZED = [
     "hf_trainer.py",
     "integrations.py",
     "materialize.py",
+    "nn/__init__.py",
+    "nn/implicit.py",
+    "nn/layers.py",
     "optim.py",
     "resize/__init__.py",
     "resize/conventions.py",
@@ -58,10 +61,12 @@ SIZED = [
 #: The integrations with other libraries (each imports its library, lazily or not) are not core;
 #: their public API is their own ``__all__`` (``tying.hf.declare_ties``, ``tying.quant.quantize_``).
 INTEGRATIONS = ("hf.py", "hf_trainer.py", "quant.py", "export.py")
-CORE = [*(m for m in SIZED if m not in INTEGRATIONS), "_io.py", "distributed.py", "functional.py", "machine.py", "nn.py"]
+CORE = [*(m for m in SIZED if m not in INTEGRATIONS), "_io.py", "distributed.py", "functional.py", "machine.py"]
 #: Public names of core modules that ``tying/__init__`` does not re-export: the writer behind
-#: ``tying.distributed.save``, types of public fields and arguments, the layer-sharing strategies.
-PUBLIC_ELSEWHERE = {"save_state_dict", "TensorInfo", "RowInit", "STRATEGIES", "Strategy", "is_norm"}
+#: ``tying.distributed.save``, types of public fields and arguments, the layer-sharing strategies,
+#: the layers of :mod:`tying.nn` (public as ``tying.nn.X``).
+NN_LAYERS = {"TiedOutput", "JointOutput", "JointActivation", "LockedDropout", "embedding_dropout", "Implicit", "SolverStats"}
+PUBLIC_ELSEWHERE = {"save_state_dict", "TensorInfo", "RowInit", "STRATEGIES", "Strategy", "is_norm", *NN_LAYERS}
 #: What the core never imports: its integrations and the applications built on it.
 ABOVE_CORE = ("tying.hf", "tying.hf_trainer", "tying.quant", "tying.export", "tying.cli", "tying.training", "tying.tasks", "tying.recipes")
 

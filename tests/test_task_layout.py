@@ -38,7 +38,7 @@ def _name(path: Path) -> str:
 
 
 def test_the_task_packages() -> None:
-    assert TASKS == ["autoencoder", "cdef", "lm", "recsys", "segmentation", "sgns", "translation"]
+    assert TASKS == ["autoencoder", "cdef", "deqlinear", "lm", "recsys", "segmentation", "sgns", "translation"]
 
 
 @pytest.mark.parametrize("module", _modules("training"), ids=_name)

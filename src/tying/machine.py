@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
-__all__ = ["describe_machine", "describe_code"]
+__all__ = ["describe_machine", "describe_code", "peak_memory_mib"]
 
 
 def describe_machine() -> str:
@@ -43,3 +44,16 @@ def describe_code() -> str:
     except (OSError, subprocess.SubprocessError):  # not a checkout, or no git
         return text
     return f"{text}, git {commit.stdout.strip()}" + (" + uncommitted changes" if changes.stdout.strip() else "")
+
+
+def peak_memory_mib() -> float | None:
+    """This process's peak resident memory so far in MiB (``getrusage``'s ``ru_maxrss``: a
+    high-water mark over everything the process held — interpreter, data, model, activations), or
+    None where the ``resource`` module does not exist (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -28,8 +28,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 TRAINING, RECIPES = HERE / "training.json", HERE / "recipes.json"
 STEPS = 50
-#: Record keys that measure the machine, not the model.
-TIMES = {"train_s", "wall_s", "tokens_per_s", "examples_per_s"}
+#: Record keys that measure the machine (time, memory), not the model.
+TIMES = {"train_s", "wall_s", "tokens_per_s", "examples_per_s", "peak_rss_mib"}
 
 #: recipe -> overrides (``{corpus}``: the generated LM corpus folder).
 RUNS: dict[str, list[str]] = {

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tying.models import LSTMConfig, LSTMLanguageModel, TransformerLanguageModel
+from tying.models import LSTMConfig, LSTMLanguageModel, TransformerLanguageModel, TrellisLanguageModel
 from tying.training.config import next_lr
 from tying.recipes import RecipeError, builtin_recipes, load_recipe, parse_override
 from tying.tasks.lm import LMDataset, LSTMModel
@@ -32,10 +32,12 @@ def test_every_builtin_recipe_loads_and_builds_its_model() -> None:
             continue  # the other tasks' recipes are built by their own tests (tests/tasks/)
         assert recipe.tables["data"].corpus in ("ptb", "wikitext-2", "builtin")
         model = _build(recipe)
+        kinds = {"transformer": TransformerLanguageModel, "trellis": TrellisLanguageModel, "lstm": LSTMLanguageModel}
+        assert isinstance(model, kinds[recipe.tables["model"].arch])
         transformer = recipe.tables["model"].arch == "transformer"
-        assert isinstance(model, TransformerLanguageModel if transformer else LSTMLanguageModel)
         tied = model.lm_head.weight is model.wte.weight if transformer else model.decoder.weight is model.encoder.weight
-        assert tied == recipe.tables["model"].tie
+        table = recipe.tables["model"]
+        assert tied == (table.tie_embeddings if table.arch == "trellis" else table.tie)
 
 
 def test_variants_inherit_the_base_schedule_and_change_one_thing() -> None:
@@ -140,7 +142,7 @@ def test_recipe_file_with_base_by_path(tmp_path: Path) -> None:
         ('name = "x"\ntask = "lm"\n[paper]\ntest_ppl = 3\ntolerance = "3"\n', r"paper\.tolerance must be a positive number .*, got '3'"),
         ('name = "x"\ntask = "lm"\n[paper]\ntest_ppl = 3\ntolerance = 0\n', r"paper\.tolerance must be a positive number .*, got 0"),
         ('name = "x"\ntask = "lm"\n[paper]\ntest_ppl = 3\ntested = "final"\n', r"paper\.tested must be \"best\" or \"last\" .*, got 'final'"),
-        ('name = "x"\ntask = "lm"\n[model]\narch = "transformer"\n[loss]\nkind = "real"\n', r"loss\.kind='real' and loss\.projection_penalty need model\.arch='lstm'"),
+        ('name = "x"\ntask = "lm"\n[model]\narch = "transformer"\n[loss]\nkind = "real"\n', r"loss\.kind='real' and loss\.projection_penalty need model\.arch='lstm' or 'trellis'"),
         ('name = "x"\ntask = "lm"\n[model]\narch = "transformer"\ncontext_size = 8\n', r"train\.bptt=35 exceeds model\.context_size=8"),
         ('name = "x"\ntask = "lm"\n[loss]\nkind = "real"\nfused = true\n', r"fused=true computes plain cross-entropy"),
     ],

@@ -47,6 +47,8 @@ def test_train_recipe_lowers_validation_perplexity_and_records_everything(tiny_c
     assert record["test"]["ppl"] > 1 and record["valid"]["ppl"] == second and "cores" in record["machine"]
     assert record["recipe"]["schedule_epochs"] == 13 and record["tokens_per_s"] > 0
     assert record["code"].startswith(f"tying {tying.__version__}")
+    peaks = [m["peak_rss_mib"] for m in record["history"]]
+    assert 10 < peaks[0] <= peaks[1] == record["peak_rss_mib"]  # a high-water mark: never falls
 
 
 def test_tiny_lstm_and_transformer_recipes_run_end_to_end_on_builtin_data(tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_compare_skips_finished_runs_and_rebuilds_the_report_identically(tiny_co
     assert report_only.exit_code == 0 and {f: (out / f).read_bytes() for f in files} == first
 
     rows = (out / "tiny.csv").read_text().splitlines()
-    assert rows[0] == "run,epoch,lr,train_loss,train_ppl,valid_loss,valid_ppl,train_tokens,tokens_per_s,train_s,wall_s" and len(rows) == 5
+    assert rows[0] == "run,epoch,lr,train_loss,train_ppl,valid_loss,valid_ppl,train_tokens,tokens_per_s,train_s,peak_rss_mib,wall_s" and len(rows) == 5
     table = (out / "tiny.md").read_text()
     # 2 of the recipe's 13 epochs: marked, and no gap to the paper's 13-epoch number.
     assert "| ptb-small-tied | " in table and "(paper 2.65M) | 2 of 13 (shortened) |" in table and "| 112.4 | n/a (shortened) |" in table
@@ -243,6 +245,16 @@ def test_columns_come_from_the_tasks_metrics() -> None:
     lm, acc = report_rows(rows)
     assert lm[4:10] == ["3.00", "2.50", "-", "-", "-", "-"] and lm[10] == "100 tokens/s"
     assert acc[4:10] == ["-", "-", "91.0%", "90.5%", "92", "-1.5"] and acc[10] == "12 examples/s"
+
+
+def test_peak_memory_is_a_column_only_when_every_run_recorded_it() -> None:
+    a, b = _record("a"), _record("b")
+    a["peak_rss_mib"], b["peak_rss_mib"] = 300.0, 512.4
+    rows = [Row("a", [a]), Row("b", [b])]
+    assert columns(rows)[-3:] == ["tokens/s", "peak memory", "wall time"]
+    assert [r[-2] for r in report_rows(rows)] == ["300 MiB", "512 MiB"]
+    del b["peak_rss_mib"]  # a record written before tying measured memory: no column for anyone
+    assert "peak memory" not in columns(rows) and len(report_rows(rows)[0]) == len(columns(rows))
 
 
 def test_the_report_compares_gaps_and_ranking_with_the_paper(tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ def test_two_epochs_lower_validation_perplexity(tiny_corpus_dir: Path, tmp_path:
     n = task.load_data(None).corpus.train.numel()
     assert m["train_tokens"] == n // 8 * 8 - 8  # every row but the last is an input
     assert m["tokens_per_s"] > 0 and m["wall_s"] >= m["train_s"] > 0 and m["lr"] == 5.0
-    assert set(m) == {"epoch", "lr", "train_loss", "train_ppl", "valid_ppl", "valid_loss", "train_tokens", "tokens_per_s", "train_s", "wall_s"}
+    assert set(m) == {"epoch", "lr", "train_loss", "train_ppl", "valid_ppl", "valid_loss", "train_tokens", "tokens_per_s", "train_s", "peak_rss_mib", "wall_s"}
+    assert m["peak_rss_mib"] > 10  # the process holds the interpreter and torch at least
 
 
 class _BestFirst(LMTask):

@@ -38,6 +38,7 @@ from rich.table import Table
 
 from tying._io import atomic_write_text
 from tying._text import plural
+from tying.recipes.cells import duration, epochs, memory, shortened, spread
 from tying.recipes.config import find_task
 from tying.recipes.plots import Point, curve_plot, figure_file, scatter_plot, task_figures
 from tying.recipes.run import Run, current_command, read_metrics
@@ -137,31 +138,12 @@ def columns(rows: Sequence[Row]) -> list[str]:
         heads += [f"best valid {m.label}", f"test {m.label}", *([f"last-epoch test {m.label}"] if _shows_last(rows) else [])]
         heads += [f"paper test {m.label}", "gap"] if _has_paper(rows, m) else []
     units = _units(rows)
-    return [*heads, f"{units.pop()}/s" if len(units) == 1 else "throughput", "wall time"]
+    return [*heads, f"{units.pop()}/s" if len(units) == 1 else "throughput", *(["peak memory"] if _has_memory(rows) else []), "wall time"]
 
 
-def _spread(values: list[float], metric: Metric) -> str:
-    """One value, or ``mean ± sd`` (sample standard deviation) of several."""
-    if len(values) == 1:
-        return metric.format(values[0])
-    return f"{metric.format(statistics.mean(values))} ± {metric.format(statistics.stdev(values))}"
-
-
-def _shortened(record: dict[str, Any]) -> bool:
-    return record["recipe"]["train"]["epochs"] < record["recipe"]["schedule_epochs"]
-
-
-def _epochs(record: dict[str, Any], words: bool = False) -> str:
-    """``"13"``, or ``"2 of 40 (shortened)"`` for a run on a shortened schedule (with ``words``:
-    ``"1 epoch"``, ``"2 of 40 epochs (shortened)"``), and the cap on batches per epoch if there
-    is one (``"4, 250 batches each"``)."""
-    trained, schedule = len(record["history"]), record["recipe"]["schedule_epochs"]
-    if _shortened(record):
-        text = f"{trained} of {plural(schedule, 'epoch') if words else schedule} (shortened)"
-    else:
-        text = plural(trained, "epoch") if words else str(trained)
-    cap = record["recipe"]["train"].get("max_batches")
-    return f"{text}, {plural(cap, 'batch', 'batches')} each" if cap else text
+def _has_memory(rows: Sequence[Row]) -> bool:
+    """Whether every run recorded its peak memory (records before 2026-12-07 did not)."""
+    return all(memory(row.records) is not None for row in rows)
 
 
 def report_rows(rows: Sequence[Row]) -> list[list[str]]:
@@ -174,29 +156,26 @@ def report_rows(rows: Sequence[Row]) -> list[list[str]]:
         cells.append(f"{r['unique_parameters']:,}" + (f" (paper {paper['parameters']})" if "parameters" in paper else ""))
         if _shares_layers(rows):
             cells.append(_layer_sets(r))
-        cells.append(_epochs(r))
+        cells.append(epochs(r))
         for m in metrics:
             valid, test, last, compared = (_values(row, "valid", m), _values(row, "test", m), _values(row, "test_last", m), _compared(row, m))
             ref = paper.get(f"test_{m.name}")
             if ref is None or not compared:
                 gap = "-"
-            elif _shortened(r):
+            elif shortened(r):
                 gap = "n/a (shortened)"
             else:
                 gap = f"{statistics.mean(compared) - ref:+.1f}"
-            cells += [_spread(valid, m) if valid else "-", _spread(test, m) if test else "-"]
+            cells += [spread(valid, m) if valid else "-", spread(test, m) if test else "-"]
             if _shows_last(rows):
-                cells.append(_spread(last, m) if last else "-")
+                cells.append(spread(last, m) if last else "-")
             cells += ["-" if ref is None else f"{ref:g}", gap] if _has_paper(rows, m) else []
         speed = statistics.mean(x[f"{x['unit']}_per_s"] for x in row.records)
         cells.append(f"{speed:,.0f}" + ("" if len(units) == 1 else f" {r['unit']}/s"))
-        cells.append(_duration(statistics.mean(x["wall_s"] for x in row.records)))
+        cells += [memory(row.records) or "-"] if _has_memory(rows) else []
+        cells.append(duration(statistics.mean(x["wall_s"] for x in row.records)))
         out.append(cells)
     return out
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def _per_seed(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
@@ -231,7 +210,7 @@ def _against_paper(rows: Sequence[Row], metric: Metric) -> str:
     for row in rows:
         paper = row.first["recipe"]["paper"]
         test = _compared(row, metric)
-        if f"test_{metric.name}" not in paper or not test or _shortened(row.first):
+        if f"test_{metric.name}" not in paper or not test or shortened(row.first):
             continue
         ours[row.group], refs[row.group] = statistics.mean(test), paper[f"test_{metric.name}"]
         if "tolerance" in paper:
@@ -285,7 +264,7 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
             f" Last-epoch test {first} is that of the model after the final epoch, which is what the paper tests for "
             f"{', '.join(last)}: their gap and the comparisons below use it."
         )
-    if any(_shortened(x) for row in rows for x in row.records):
+    if any(shortened(x) for row in rows for x in row.records):
         notes += (
             " A run trained for fewer epochs than its recipe's schedule is marked \"(shortened)\": its gap to the "
             "paper's full-schedule number is not a like-for-like comparison, so it is not given."
@@ -300,8 +279,8 @@ def markdown(rows: Sequence[Row], title: str, image_prefix: str, missing: Sequen
         for r in row.records:
             sources = {r["recipe"]["paper"].get("source")} - {None}
             lines.append(
-                f"- **{r['name']}**: {r['recipe']['description']}. `{current_command(r['command'])}` — {_epochs(r, words=True)}, "
-                f"{_duration(r['wall_s'])} training+validation, finished {r['finished']} on {r['machine']}"
+                f"- **{r['name']}**: {r['recipe']['description']}. `{current_command(r['command'])}` — {epochs(r, words=True)}, "
+                f"{duration(r['wall_s'])} training+validation, finished {r['finished']} on {r['machine']}"
                 + (f"; code: {r['code']}" if "code" in r else "")
                 + (f". Paper: {', '.join(sorted(sources))}." if sources else ".")
             )
@@ -335,7 +314,7 @@ def _plots(rows: Sequence[Row], prefix: Path, title: str) -> list[Path]:
         values = _compared(row, m) or _values(row, "test", m)  # the model the gap uses, else the best epoch's
         if values:
             ref = row.first["recipe"]["paper"].get(f"test_{m.name}")
-            paper = None if ref is None or _shortened(row.first) else ref
+            paper = None if ref is None or shortened(row.first) else ref
             points.append(Point(row.label, row.first["unique_parameters"] / 1e6, values, paper))
     seeds = any(len(row.records) > 1 for row in rows)
     written.append(scatter_plot(Path(f"{prefix}-test-vs-params.png"), title, m, points, seeds=seeds))

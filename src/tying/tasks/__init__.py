@@ -7,6 +7,7 @@ everything specific to it: data readers, batching, losses, metrics, report figur
 * :mod:`tying.tasks.cdef`: convolutional deep exponential families on count time series (``task = "cdef"``);
 * :mod:`tying.tasks.segmentation`: a segmentation micro-network sharing its context block across dilations, and a U-Net (``task = "segmentation"``);
 * :mod:`tying.tasks.recsys`: Wide & Deep on MovieLens ratings, item table shared or not (``task = "recsys"``);
+* :mod:`tying.tasks.deqlinear`: deep-equilibrium linear models against shallow and finite-depth ones, Kawaguchi's linear-rate convergence (``task = "deq-linear"``);
 * :mod:`tying.tasks.sgns`: skip-gram word vectors with untied, tied and reflected context vectors, and gensim's Word2Vec (``task = "sgns"``).
 
 Tasks never import one another: what two tasks share lives in :mod:`tying.data`,
@@ -24,6 +25,7 @@ __all__ = ["BUILTIN_TASKS"]
 BUILTIN_TASKS = {
     "autoencoder": "tying.tasks.autoencoder:AutoEncoderTask",
     "cdef": "tying.tasks.cdef:CDEFTask",
+    "deq-linear": "tying.tasks.deqlinear:DEQLinearTask",
     "lm": "tying.tasks.lm:LMTask",
     "recsys": "tying.tasks.recsys:RecsysTask",
     "segmentation": "tying.tasks.segmentation:SegmentationTask",

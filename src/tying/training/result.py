@@ -23,7 +23,8 @@ class TrainResult:
     Attributes:
         history: per-epoch metrics (``epoch``, ``lr``, ``train_loss``, ``valid_<metric>`` for
             each metric, ``train_<unit>``, ``<unit>_per_s``, ``train_s``, ``wall_s`` = training +
-            validation, plus the task's :meth:`~Task.train_metrics` as ``train_<name>``).
+            validation, ``peak_rss_mib`` = the process's peak resident memory so far, plus the
+            task's :meth:`~Task.train_metrics` as ``train_<name>``).
         unit: what throughput counts (``"tokens"``).
         best_epoch: the epoch with the best validation value of the task's first metric.
         valid: that epoch's validation metrics; test: the test metrics of its model (None
@@ -52,6 +53,13 @@ class TrainResult:
         train_s = sum(m["train_s"] for m in self.history)
         return sum(m[f"train_{self.unit}"] for m in self.history) / train_s if train_s else math.nan
 
+    @property
+    def peak_rss_mib(self) -> float | None:
+        """The largest of the epochs' peak resident memory in MiB (each that of the process that
+        trained the epoch), or None where it was not measured."""
+        peaks = [m.get("peak_rss_mib") for m in self.history]
+        return None if not peaks or None in peaks else max(p for p in peaks if p is not None)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary, history included."""
         return {
@@ -63,5 +71,6 @@ class TrainResult:
             "test_last": self.test_last,
             "wall_s": self.wall_s,
             f"{self.unit}_per_s": self.throughput,
+            **({"peak_rss_mib": self.peak_rss_mib} if self.peak_rss_mib is not None else {}),
             "history": self.history,
         }

@@ -46,6 +46,7 @@ import torch.distributed as dist
 from rich.console import Console
 from torch import nn
 
+from tying.machine import peak_memory_mib
 from tying.training.checkpoints import BEST_FILE, STATE_FILE, Checkpoints, settings_of
 from tying.training.config import build_optimizer, next_lr, step_lr
 from tying.training.device import resolve_device, to_device
@@ -210,6 +211,8 @@ class Trainer:
         metrics |= {f"train_{k}": v for k, v in self.task.train_metrics(train_loss).items()}
         metrics |= {f"valid_{k}": v for k, v in valid.items()}
         metrics |= {f"train_{unit}": count, f"{unit}_per_s": count / train_s, "train_s": train_s}
+        if (peak := peak_memory_mib()) is not None:
+            metrics["peak_rss_mib"] = peak
         if improved:
             self.state.best_value, self.state.best_epoch = valid[first.name], epoch
         self.state.lr = next_lr(self.config, self.state.lr, epoch=epoch, improved=improved)

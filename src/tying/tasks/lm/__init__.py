@@ -1,7 +1,8 @@
 """Word-level language modelling (``task = "lm"``): the task (:class:`LMTask`) and its parts — the
 word corpus reader and the built-in corpus, truncated-BPTT batching, and the training objectives
 (cross-entropy, fused cross-entropy, REAL, the projection penalty). The models are
-:class:`tying.models.LSTMLanguageModel` and :class:`tying.models.TransformerLanguageModel`."""
+:class:`tying.models.LSTMLanguageModel`, :class:`tying.models.TransformerLanguageModel` and
+:class:`tying.models.TrellisLanguageModel`."""
 
 from tying._moved import moved_attribute
 from tying.tasks.lm.batching import BPTTBatches, batchify
@@ -19,7 +20,7 @@ from tying.tasks.lm.losses import (
     with_projection_penalty,
 )
 from tying.tasks.lm.stdlib_docs import VOCAB_SIZE, build_stdlib_corpus, builtin_corpus_dir, snapshot_dir, tokenize
-from tying.tasks.lm.task import LMData, LMDataset, LMTask, LMTrain, LSTMModel, TransformerModel, detach_state
+from tying.tasks.lm.task import LMData, LMDataset, LMTask, LMTrain, LSTMModel, TransformerModel, TrellisModel, detach_state
 
 __all__ = [
     "VOCAB_SIZE",
@@ -34,6 +35,7 @@ __all__ = [
     "LossConfig",
     "LossFn",
     "TransformerModel",
+    "TrellisModel",
     "augmented_kl",
     "batchify",
     "build_loss",

@@ -1,17 +1,17 @@
-"""Word-level language modelling (``task = "lm"``): a corpus, an LSTM or Transformer LM, a
-next-token objective, perplexity.
+"""Word-level language modelling (``task = "lm"``): a corpus, an LSTM, Transformer or trellis LM,
+a next-token objective, perplexity.
 
 Recipe tables:
 
 * ``[data]``: ``corpus``, a folder under the data root (``"ptb"``, ``"wikitext-2"``), a path, or
   ``"builtin"`` (:func:`tying.tasks.lm.load_corpus`);
-* ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`) or ``"transformer"``
-  (:class:`TransformerModel`); ``vocab_size`` comes from the corpus;
+* ``[model]``: ``arch = "lstm"`` (default; :class:`LSTMModel`), ``"transformer"``
+  (:class:`TransformerModel`) or ``"trellis"`` (:class:`TrellisModel`); ``vocab_size`` comes from the corpus;
 * ``[loss]``: :class:`tying.tasks.lm.LossConfig`;
 * ``[train]``: :class:`LMTrain`, the engine's settings plus batch sizes and the BPTT length.
 
 Batches are truncated-BPTT windows of the batchified training stream (:mod:`tying.tasks.lm.batching`).
-The LSTM carries its hidden state from window to window, detached (gradients truncated at window
+The LSTM and the trellis network carry their state from window to window, detached (gradients truncated at window
 boundaries; Zaremba et al. 2014, arXiv 1409.2329), starting from zeros each epoch and each
 evaluation; the Transformer reads each window on its own (``bptt <= context_size``).
 Data parallelism splits the windows' batch columns across ranks, each carrying its own columns' state.
@@ -31,7 +31,7 @@ from torch import nn
 
 from tying.data.files import resolve_corpus
 from tying.errors import TieError
-from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel
+from tying.models import LSTMConfig, LSTMLanguageModel, TransformerConfig, TransformerLanguageModel, TrellisConfig, TrellisLanguageModel
 from tying.tasks.lm.batching import BPTTBatches, batchify
 from tying.tasks.lm.corpus import Corpus, load_corpus
 from tying.tasks.lm.losses import LossConfig, build_loss, perplexity
@@ -42,7 +42,7 @@ from tying.training.task import Metric, ReportFigure, StepOutput, Task
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["LMData", "LSTMModel", "TransformerModel", "LMTrain", "LMTask", "LMDataset", "detach_state"]
+__all__ = ["LMData", "LSTMModel", "TransformerModel", "TrellisModel", "LMTrain", "LMTask", "LMDataset", "detach_state"]
 
 class LMData(Table):
     """``[data]``: the corpus (see the module docstring)."""
@@ -60,6 +60,13 @@ TransformerModel = config_table(
     TransformerConfig, name="TransformerModel", exclude={"vocab_size"}, fields={"arch": (Literal["transformer"], ...)},
     doc='``[model]`` with ``arch = "transformer"``: the fields of :class:`tying.models.TransformerConfig` but ``vocab_size`` (from the corpus).',
 )  # fmt: skip
+#: ``[model]`` with ``arch = "trellis"``: the fields of :class:`tying.models.TrellisConfig`.
+TrellisModel = config_table(
+    TrellisConfig, name="TrellisModel", exclude={"vocab_size"}, fields={"arch": (Literal["trellis"], ...)},
+    doc='``[model]`` with ``arch = "trellis"``: the fields of :class:`tying.models.TrellisConfig` but ``vocab_size`` (from the corpus).',
+)  # fmt: skip
+#: The ``[model]`` table of each ``arch``.
+MODEL_TABLES: dict[str, type[BaseModel]] = {"lstm": LSTMModel, "transformer": TransformerModel, "trellis": TrellisModel}
 
 
 class LMTrain(TrainConfig):
@@ -107,21 +114,34 @@ class LMTask(Task):
     @classmethod
     def table_types(cls, raw: dict[str, Any]) -> dict[str, type[BaseModel]]:
         arch = raw.get("model", {}).get("arch", "lstm") if isinstance(raw.get("model"), dict) else "lstm"
-        return {**cls.tables, "model": TransformerModel if arch == "transformer" else LSTMModel}
+        return {**cls.tables, "model": MODEL_TABLES.get(arch, LSTMModel)}
 
     def __init__(self, config: dict[str, BaseModel]) -> None:
         super().__init__(config)
         model, loss = config["model"], config["loss"]
-        assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel))
+        assert isinstance(loss, LossConfig) and isinstance(model, (LSTMModel, TransformerModel, TrellisModel))
         self.loss_config = loss
-        self.recurrent = isinstance(model, LSTMModel)
+        self.recurrent = not isinstance(model, TransformerModel)  # the LSTM and the trellis carry state
+        if isinstance(model, TrellisModel):
+            self._check_trellis(build_config(TrellisConfig, model, vocab_size=1))
         if not self.recurrent:
             if self.loss_config.kind != "ce" or self.loss_config.projection_penalty:
-                raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm'; the Transformer LM trains on cross-entropy")
+                raise ValueError("loss.kind='real' and loss.projection_penalty need model.arch='lstm' or 'trellis'; the Transformer LM trains on cross-entropy")
             context_size = self._transformer_config(model).context_size
             if self.settings.bptt > context_size:
                 raise ValueError(f"train.bptt={self.settings.bptt} exceeds model.context_size={context_size}")
         self.loss_fn = build_loss(self.loss_config)
+
+    def _check_trellis(self, trellis: TrellisConfig) -> None:
+        if self.loss_config.projection_penalty and not trellis.projection:
+            raise ValueError(
+                "loss.projection_penalty needs a projection: the trellis has one when model.tie_embeddings is true "
+                f"and model.hidden_size ({trellis.hidden_size}) != model.embedding_size ({trellis.embedding_size})"
+            )
+        # The model reads the missing columns from the carried state, but a window shorter than the
+        # kernel is almost always swapped or mistyped settings.
+        if trellis.kernel_size > self.settings.bptt:
+            raise ValueError(f"model.kernel_size={trellis.kernel_size} is longer than a training window (train.bptt={self.settings.bptt})")
 
     @staticmethod
     def _transformer_config(model: Table, vocab_size: int = 1) -> TransformerConfig:
@@ -139,6 +159,8 @@ class LMTask(Task):
         """The recipe's model for a vocabulary of ``vocab_size`` words."""
         model = self.config["model"]
         assert isinstance(model, Table)
+        if isinstance(model, TrellisModel):
+            return TrellisLanguageModel(build_config(TrellisConfig, model, vocab_size=vocab_size))
         if self.recurrent:
             return LSTMLanguageModel(build_config(LSTMConfig, model, vocab_size=vocab_size))
         return TransformerLanguageModel(self._transformer_config(model, vocab_size))
@@ -193,10 +215,12 @@ class LMTask(Task):
 
     @classmethod
     def report_figures(cls, records: Sequence[dict[str, Any]]) -> list[ReportFigure]:
-        """When some run shares layers (a cross-layer sharing grid): test perplexity against
-        unique parameters, one marker per strategy, each point labelled with its N layers and
-        M sets (an unshared model has M = N)."""
-        if not any(x.get("layer_sharing") for x in records):
+        """When some run shares layers and all are of one architecture (a cross-layer sharing
+        grid): test perplexity against unique parameters, one marker per strategy, each point
+        labelled with its N layers and M sets (an unshared model has M = N). Runs of several
+        architectures (an LSTM beside trellis networks) have no common N to label by."""
+        archs = {x["recipe"]["model"].get("arch", "lstm") for x in records}
+        if len(archs) > 1 or not any(x.get("layer_sharing") for x in records):
             return []
         return [ReportFigure("sharing", "test perplexity against unique parameters, by sharing strategy", lambda fig: _sharing_plot(fig, records))]
 
@@ -207,7 +231,8 @@ def _sharing_plot(fig: Figure, records: Sequence[dict[str, Any]]) -> None:
     for x in records:
         if not x["test"] or "ppl" not in x["test"]:
             continue
-        layers = x["recipe"]["model"]["num_layers"]
+        model = x["recipe"]["model"]
+        layers = model.get("num_layers", model.get("levels"))  # a Transformer's layers, a trellis's levels
         shared = x.get("layer_sharing") or []
         strategy, unique = (shared[0]["strategy"] or "other", shared[0]["unique"]) if shared else ("unshared", layers)
         points.setdefault(strategy, []).append((x["unique_parameters"] / 1e6, x["test"]["ppl"], f"N={layers} M={unique}"))

@@ -1,4 +1,4 @@
-"""Layers built on :mod:`tying.functional`."""
+"""Output layers and dropout built on :mod:`tying.functional`."""
 
 from __future__ import annotations
 
