@@ -78,3 +78,12 @@ def test_tiny_compare_trains_and_draws_the_gap(tmp_path: Path) -> None:
     _, files = write_report(runs, tmp_path, "deq-linear", report="deq")
     assert "deq-gap.png" in [f.name for f in files]
     assert "](deq-gap.png)" in (tmp_path / "deq.md").read_text()
+
+
+def test_the_models_own_config_refuses_out_of_range_widths_and_tolerances() -> None:
+    from tying.models.deqlinear import DEQLinearConfig
+
+    with pytest.raises(ValueError, match=r"^in_features must be >= 1, got 0$"):
+        DEQLinearConfig(0)
+    with pytest.raises(ValueError, match=r"^tol must be > 0, got 0.0$"):
+        DEQLinearConfig(3, tol=0.0)

@@ -26,7 +26,7 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from tying.constraints import Range
+from tying.constraints import Range, check_ranges
 from tying.nn import Implicit
 
 __all__ = ["DEQLinear", "DEQLinearConfig"]
@@ -51,6 +51,7 @@ class DEQLinearConfig:
             raise ValueError(f"gamma={self.gamma}: must be in (0, 1) for the block to contract")
         if self.delta < 0.25:
             raise ValueError(f"delta={self.delta}: must be >= 0.25 so that ||sigma(A)|| <= 1")
+        check_ranges(self)  # the other annotated bounds (widths, init_scale, tol)
 
 
 class Block(nn.Module):
